@@ -1,0 +1,372 @@
+"""Composition root of the ingester: builds the sink, cursor store, metrics and upstream workers from
+settings and runs them under one TaskGroup.
+
+Flow per frame: ``pipeline.process_frame`` (pure) → dedupe across upstreams → ``sink.send`` → the
+frame's delivery futures go to the upstream's :class:`~ingest.acks.AckTracker`. A flusher task saves
+each tracker's acknowledged seq every ``cursor_flush_interval_s``; on shutdown the sink is flushed
+and the final acknowledged seqs saved. A broker failure restarts the whole pipeline from the durable
+cursors (deliveries in flight are redone; duplicates are allowed, gaps are not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import asyncpg
+import structlog
+from prometheus_client import CollectorRegistry
+
+from ingest.acks import AckTracker
+from ingest.capture import CaptureWriter, read_frames
+from ingest.cursor import INGEST_SCHEMA, CursorStore, MemoryCursorStore, PostgresCursorStore
+from ingest.dedupe import Deduper
+from ingest.errors import BrokerError, FutureCursorError, UpstreamError, UpstreamHaltedError
+from ingest.firehose import subscribe
+from ingest.metrics import IngestMetrics, collection_label
+from ingest.pipeline import FrameOutcome, process_frame
+from ingest.producer import EventSink, JsonlSink, KafkaSink, ensure_topic
+from ingest.settings import IngestSettings
+from runtime.backoff import Backoff
+from runtime.logging import get_logger
+from runtime.metrics import MetricsServer
+from runtime.settings import PlatformSettings
+from schemas.envelope import Event, RecordEvent
+from schemas.ids import CollectionFilter
+from schemas.migrate import migrate
+
+log = get_logger("ingest")
+
+SubscribeFn = Callable[[str, int | None], AsyncIterator[bytes]]
+
+
+def _dedupe_key(event: Event) -> tuple[object, ...]:
+    return (event.kind, event.did, event.time, getattr(event, "handle", None), getattr(event, "status", None),
+            getattr(event, "active", None), getattr(event, "rev", None))
+
+
+class Ingester:
+    """Per-frame handling shared by every upstream: filter, dedupe, send, count."""
+
+    def __init__(
+        self, sink: EventSink, collections: CollectionFilter, metrics: IngestMetrics, deduper: Deduper
+    ) -> None:
+        self._sink = sink
+        self._collections = collections
+        self._metrics = metrics
+        self._deduper = deduper
+
+    async def handle(self, upstream: str, data: bytes, tracker: AckTracker | None) -> FrameOutcome:
+        """Process one frame from ``upstream`` and register its deliveries with ``tracker``."""
+        m = self._metrics
+        outcome = process_frame(data, upstream=upstream, collections=self._collections)
+        m.frames.labels(upstream, outcome.kind).inc()
+        for drop in outcome.drops:
+            m.drops.labels(upstream, drop.reason).inc()
+            log.warning(
+                "frame_dropped", upstream=upstream, seq=outcome.seq, reason=drop.reason.value,
+                detail=drop.detail[:300], did=drop.did, path=drop.path,
+            )
+        futures = await self._send(upstream, outcome)
+        if outcome.seq is not None:
+            m.cursor.labels(upstream).set(outcome.seq)
+            if tracker is not None:
+                tracker.add(outcome.seq, futures)
+        if outcome.time is not None:
+            with contextlib.suppress(ValueError):
+                lag = time.time() - datetime.fromisoformat(outcome.time).timestamp()
+                m.lag_seconds.labels(upstream).set(lag)
+        return outcome
+
+    async def _send(self, upstream: str, outcome: FrameOutcome) -> list[asyncio.Future[object]]:
+        if not outcome.events:
+            return []
+        dedupe = self._deduper
+        if outcome.did is not None and outcome.rev is not None:
+            earlier = dedupe.seen_commit(outcome.did, outcome.rev)
+            if earlier is not None:
+                self._metrics.duplicates.labels(upstream).inc(len(outcome.events))
+                return list(earlier)
+        futures: list[asyncio.Future[object]] = []
+        for event in outcome.events:
+            key = None
+            if not isinstance(event, RecordEvent):
+                key = _dedupe_key(event)
+                earlier = dedupe.seen_other(key)
+                if earlier is not None:
+                    self._metrics.duplicates.labels(upstream).inc()
+                    futures.extend(earlier)
+                    continue
+            fut = await self._sink.send(event)
+            own = [fut] if fut is not None else []
+            futures.extend(own)
+            if key is not None:
+                dedupe.record_other(key, own)
+            collection = event.collection if isinstance(event, RecordEvent) else ""
+            self._metrics.events.labels(upstream, event.kind, collection_label(collection)).inc()
+        if outcome.did is not None and outcome.rev is not None:
+            dedupe.record_commit(outcome.did, outcome.rev, futures)
+        return futures
+
+
+class UpstreamWorker:
+    """Follows one upstream: subscribe from the cursor, hand frames to the ingester, reconnect."""
+
+    def __init__(
+        self,
+        upstream: str,
+        ingester: Ingester,
+        store: CursorStore,
+        metrics: IngestMetrics,
+        subscribe_fn: SubscribeFn,
+        max_inflight: int,
+    ) -> None:
+        self.upstream = upstream
+        self._ingester = ingester
+        self._store = store
+        self._metrics = metrics
+        self._subscribe = subscribe_fn
+        self._max_inflight = max_inflight
+        self.tracker = AckTracker()
+        self.saved: int | None = None
+
+    async def run(self) -> None:
+        """Follow the upstream until cancelled or halted (FutureCursor)."""
+        log_ = log.bind(upstream=self.upstream)
+        state = await self._store.load(self.upstream)
+        if state.halted:
+            self._metrics.halted.labels(self.upstream).set(1)
+            raise UpstreamHaltedError(
+                f"{self.upstream} is halted ({state.halted}); resume with"
+                f" `plyr-index ingest --resume-upstream {self.upstream}`"
+            )
+        self.tracker = AckTracker(state.seq)
+        self.saved = state.seq
+        cursor = state.seq
+        backoff = Backoff()
+        log_.info("upstream_start", cursor=cursor)
+        while True:
+            try:
+                async for data in self._subscribe(self.upstream, cursor):
+                    outcome = await self._ingester.handle(self.upstream, data, self.tracker)
+                    backoff.healthy()
+                    if outcome.seq is not None:
+                        cursor = outcome.seq
+                    if outcome.info is not None:
+                        self._on_info(outcome, log_)
+                    if outcome.error is not None:
+                        await self._on_error(outcome, log_)
+                    if len(self.tracker) > self._max_inflight:
+                        await self.tracker.wait_oldest()
+                raise UpstreamError("stream ended")
+            except UpstreamError as err:
+                self._metrics.reconnects.labels(self.upstream).inc()
+                delay = backoff.next_delay()
+                log_.warning("upstream_reconnect", error=str(err), cursor=cursor, delay_s=round(delay, 2))
+                await asyncio.sleep(delay)
+
+    def _on_info(self, outcome: FrameOutcome, log_: structlog.stdlib.BoundLogger) -> None:
+        info = outcome.info
+        assert info is not None
+        if info.name == "OutdatedCursor":
+            # The upstream no longer has events after our cursor; it goes on from its oldest.
+            # Those events are lost from this upstream: count it so an operator can backfill.
+            self._metrics.cursor_gaps.labels(self.upstream).inc()
+            log_.warning("cursor_outdated", message=info.message, cursor=self.tracker.acked)
+        else:
+            log_.info("upstream_info", name=info.name, message=info.message)
+
+    async def _on_error(self, outcome: FrameOutcome, log_: structlog.stdlib.BoundLogger) -> None:
+        error = outcome.error
+        assert error is not None
+        self._metrics.error_frames.labels(self.upstream, error.error[:64]).inc()
+        if error.error == "FutureCursor":
+            reason = f"FutureCursor: {error.message or 'cursor is ahead of the upstream'}"
+            await self._store.halt(self.upstream, reason)
+            self._metrics.halted.labels(self.upstream).set(1)
+            log_.error("upstream_halted", reason=reason, cursor=self.tracker.acked)
+            raise FutureCursorError(f"{self.upstream}: {reason}")
+        raise UpstreamError(f"error frame {error.error}: {error.message}")
+
+    async def save_cursor(self) -> None:
+        """Store the acknowledged seq if it moved."""
+        acked = self.tracker.poll()
+        if acked is not None and acked != self.saved:
+            await self._store.save(self.upstream, acked)
+            self.saved = acked
+            self._metrics.acked_cursor.labels(self.upstream).set(acked)
+
+
+async def _run_workers(workers: list[UpstreamWorker], flush_interval: float) -> None:
+    async def supervise(worker: UpstreamWorker) -> None:
+        try:
+            await worker.run()
+        except (FutureCursorError, UpstreamHaltedError) as err:
+            log.error("upstream_stopped", upstream=worker.upstream, error=str(err))
+
+    async def flusher() -> None:
+        while True:
+            await asyncio.sleep(flush_interval)
+            for worker in workers:
+                await worker.save_cursor()
+
+    flush_task = asyncio.create_task(flusher())
+    try:
+        async with asyncio.TaskGroup() as group:
+            for worker in workers:
+                group.create_task(supervise(worker))
+    finally:
+        flush_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flush_task
+
+
+async def replay_file(path: Path, ingester: Ingester, sink: EventSink) -> int:
+    """Feed every frame of a capture file through the ingester; return the frame count."""
+    upstream = f"file:{path.name}"
+    count = 0
+    for data in read_frames(path):
+        await ingester.handle(upstream, data, None)
+        count += 1
+        if count % 1000 == 0:
+            await asyncio.sleep(0)  # let the producer's I/O run on long files
+    await sink.flush()
+    return count
+
+
+def _default_subscribe(settings: IngestSettings) -> SubscribeFn:
+    def fn(upstream: str, cursor: int | None) -> AsyncIterator[bytes]:
+        return subscribe(
+            upstream, cursor, stall_timeout=settings.stall_timeout_s, max_frame_bytes=settings.max_frame_bytes
+        )
+
+    return fn
+
+
+async def open_cursor_store(pool: asyncpg.Pool) -> PostgresCursorStore:
+    """Migrate the ingest state schema and return the store on it."""
+    async with pool.acquire() as conn:
+        await migrate(conn, "ingest", INGEST_SCHEMA)
+    return PostgresCursorStore(pool)
+
+
+async def resume_upstreams(platform: PlatformSettings, upstreams: Iterable[str], *, live: bool) -> None:
+    """Clear the halt of upstreams (an operator's decision after a FutureCursor)."""
+    pool = await asyncpg.create_pool(platform.database_url, min_size=1, max_size=2)
+    try:
+        store = await open_cursor_store(pool)
+        for upstream in upstreams:
+            await store.resume(upstream, live=live)
+            log.info("upstream_resumed", upstream=upstream, live=live)
+    finally:
+        await pool.close()
+
+
+async def _serve_upstreams(
+    settings: IngestSettings, ingester: Ingester, store: CursorStore, metrics: IngestMetrics,
+    subscribe_fn: SubscribeFn,
+) -> None:
+    workers = [
+        UpstreamWorker(u, ingester, store, metrics, subscribe_fn, settings.max_inflight_frames)
+        for u in settings.upstreams
+    ]
+    try:
+        await _run_workers(workers, settings.cursor_flush_interval_s)
+    finally:
+        # Whatever ended the run (cancel, halt), store what the broker acknowledged.
+        with contextlib.suppress(BrokerError):
+            await asyncio.shield(_final_save(workers))
+
+
+async def _final_save(workers: list[UpstreamWorker]) -> None:
+    for worker in workers:
+        await worker.tracker.drain()
+        await worker.save_cursor()
+
+
+async def run(
+    platform: PlatformSettings,
+    settings: IngestSettings,
+    *,
+    out: BinaryIO,
+    registry: CollectorRegistry | None = None,
+    subscribe_fn: SubscribeFn | None = None,
+) -> int:
+    """Run the ingester as configured; return the process exit code."""
+    registry = registry or CollectorRegistry()
+    metrics = IngestMetrics(registry)
+    subscribe_fn = subscribe_fn or _default_subscribe(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.metrics_port:
+            server = await stack.enter_async_context(
+                MetricsServer(registry, settings.metrics_host, settings.metrics_port)
+            )
+            log.info("metrics_listening", port=server.port)
+        if settings.to == "jsonl":
+            sink: EventSink = JsonlSink(out)
+            ingester = Ingester(sink, settings.collection_filter, metrics, Deduper())
+            if settings.from_file is not None:
+                frames = await replay_file(settings.from_file, ingester, sink)
+                log.info("file_done", frames=frames)
+                return 0
+            await _serve_upstreams(settings, ingester, MemoryCursorStore(), metrics, subscribe_fn)
+            return 1
+        await ensure_topic(platform.kafka_bootstrap, platform.events_topic, platform.topic_partitions)
+        if settings.from_file is not None:
+            async with _kafka_sink(platform) as kafka:
+                ingester = Ingester(kafka, settings.collection_filter, metrics, Deduper())
+                frames = await replay_file(settings.from_file, ingester, kafka)
+            log.info("file_done", frames=frames)
+            return 0
+        pool = await stack.enter_async_context(
+            asyncpg.create_pool(platform.database_url, min_size=1, max_size=4)
+        )
+        store = await open_cursor_store(pool)
+        backoff = Backoff(base=1.0, cap=30.0)
+        while True:
+            try:
+                async with _kafka_sink(platform) as kafka:
+                    # A fresh deduper per pipeline start: deliveries it remembers died with the
+                    # old producer and must be redone.
+                    ingester = Ingester(kafka, settings.collection_filter, metrics, Deduper())
+                    await _serve_upstreams(settings, ingester, store, metrics, subscribe_fn)
+                log.error("all_upstreams_stopped")
+                return 1
+            except* BrokerError as group:
+                delay = backoff.next_delay()
+                log.error("broker_failed_restarting", error=str(group.exceptions[0]), delay_s=round(delay, 2))
+                await asyncio.sleep(delay)
+
+
+def _kafka_sink(platform: PlatformSettings) -> KafkaSink:
+    return KafkaSink(
+        platform.kafka_bootstrap,
+        platform.events_topic,
+        idempotence=platform.kafka_idempotence,
+        compression=platform.kafka_compression,
+    )
+
+
+async def capture_upstream(
+    upstream: str, out: Path, *, limit: int | None, seconds: float | None, cursor: int | None,
+    stall_timeout: float = 60.0, max_frame_bytes: int = 8 * 1024 * 1024,
+) -> int:
+    """Record raw frames from ``upstream`` into a capture file, byte for byte; return the count."""
+    with CaptureWriter(out) as writer:
+        try:
+            async with asyncio.timeout(seconds):
+                async for frame in subscribe(
+                    upstream, cursor, stall_timeout=stall_timeout, max_frame_bytes=max_frame_bytes
+                ):
+                    writer.write(frame)
+                    if limit is not None and writer.frames >= limit:
+                        break
+        except TimeoutError:
+            pass  # --seconds elapsed
+        log.info("capture_done", upstream=upstream, frames=writer.frames, out=str(out))
+        return writer.frames

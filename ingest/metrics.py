@@ -1,0 +1,51 @@
+"""Every ingest counter and gauge, on the process's own registry, with closed label sets.
+
+Labels are the upstream (configured, so bounded), a :class:`~ingest.pipeline.FrameKind`, a
+:class:`~ingest.errors.DropReason`, and a collection label limited to the collections this index
+knows (anything else is counted as "other", so ``--collections '*'`` cannot explode the series).
+Per-upstream, per-collection event counts are what shows an upstream gone blind to ``fm.plyr.*``
+while another still sees it.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+KNOWN_COLLECTIONS = frozenset(
+    {"fm.plyr.track", "fm.plyr.like", "fm.plyr.list", "fm.plyr.comment", "fm.plyr.actor.profile"}
+)
+
+
+def collection_label(nsid: str) -> str:
+    """The metric label for a collection: itself if known, else "other"."""
+    return nsid if nsid in KNOWN_COLLECTIONS else "other"
+
+
+class IngestMetrics:
+    """The ingest metric families."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        ns = "plyr_ingest"
+        self.frames = Counter(f"{ns}_frames", "Frames received", ["upstream", "kind"], registry=registry)
+        self.events = Counter(
+            f"{ns}_events", "Events produced", ["upstream", "kind", "collection"], registry=registry
+        )
+        self.drops = Counter(f"{ns}_drops", "Frames or ops dropped", ["upstream", "reason"], registry=registry)
+        self.duplicates = Counter(
+            f"{ns}_duplicates", "Events skipped as seen from another upstream", ["upstream"], registry=registry
+        )
+        self.reconnects = Counter(f"{ns}_reconnects", "Upstream reconnects", ["upstream"], registry=registry)
+        self.cursor_gaps = Counter(
+            f"{ns}_cursor_gaps", "OutdatedCursor notices (events lost upstream)", ["upstream"], registry=registry
+        )
+        self.error_frames = Counter(
+            f"{ns}_error_frames", "Error frames by name", ["upstream", "error"], registry=registry
+        )
+        self.cursor = Gauge(f"{ns}_cursor", "Last seq received", ["upstream"], registry=registry)
+        self.acked_cursor = Gauge(
+            f"{ns}_acked_cursor", "Last seq whose events the broker acknowledged", ["upstream"], registry=registry
+        )
+        self.lag_seconds = Gauge(
+            f"{ns}_lag_seconds", "Now minus the time of the last frame", ["upstream"], registry=registry
+        )
+        self.halted = Gauge(f"{ns}_halted", "1 while an upstream is halted", ["upstream"], registry=registry)

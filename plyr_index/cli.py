@@ -1,0 +1,39 @@
+"""``plyr-index <command> [...]``: dispatch to each part's own entry point.
+
+The parts are imported only when their command runs, so ``plyr-index capture`` does not pay for
+FastAPI, and a part's broken import cannot break another part's command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+
+# command → ("module:function", one-line help). Later parts add theirs here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ingest": ("ingest.__main__:main", "follow firehose upstreams (or a capture) into Kafka"),
+    "capture": ("ingest.__main__:capture_main", "record an upstream's raw frames to a file"),
+    "migrate": ("plyr_index.migrate_cmd:main", "apply the database migrations"),
+}
+
+
+def _usage() -> str:
+    width = max(len(c) for c in COMMANDS)
+    lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "usage: plyr-index <command> [options]\n\ncommands:\n" + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the named command with the remaining arguments."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in {"-h", "--help", "help"}:
+        sys.stdout.write(_usage())
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        sys.stderr.write(f"plyr-index: unknown command {command!r}\n\n{_usage()}")
+        return 2
+    module_name, func_name = COMMANDS[command][0].split(":")
+    func: Callable[[list[str]], int] = getattr(importlib.import_module(module_name), func_name)
+    return func(rest)

@@ -1,0 +1,50 @@
+"""Settings every process shares (prefix ``PLYR_``), and how a bad value stops startup.
+
+Each part has its own settings class (``IngestSettings`` with prefix ``INGEST_`` ...); what several
+parts need — the database, the broker, the topic, logging — lives here once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message names it."""
+
+    @classmethod
+    def from_validation(cls, prefix: str, err: ValidationError) -> SettingsError:
+        """Turn pydantic's report into one line per bad setting, named as the operator sets it."""
+        lines = []
+        for item in err.errors():
+            name = "_".join(str(p) for p in item["loc"]).upper()
+            lines.append(f"{prefix}{name}: {item['msg']} (got {item.get('input')!r})")
+        return cls("invalid settings:\n  " + "\n  ".join(lines))
+
+
+class PlatformSettings(BaseSettings):
+    """The shared infrastructure: Postgres, the broker, the event topic, logging."""
+
+    model_config = SettingsConfigDict(env_prefix="PLYR_", extra="ignore", frozen=True)
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/plyr_index"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Real Kafka / Redpanda / MSK support the idempotent producer; the embedded tansu broker does
+    # not (InitProducerId fails), so the local stack and the tests turn it off.
+    kafka_idempotence: bool = False
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
+    events_topic: str = Field(default="plyr.index.events.v1", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    topic_partitions: int = Field(default=8, ge=1, le=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+
+def load_platform() -> PlatformSettings:
+    """Read ``PLYR_*`` from the environment; raise SettingsError naming any bad value."""
+    try:
+        return PlatformSettings()
+    except ValidationError as err:
+        raise SettingsError.from_validation("PLYR_", err) from err

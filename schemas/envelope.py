@@ -1,0 +1,130 @@
+"""The event envelope: the one typed, versioned value that crosses every boundary.
+
+Ingest produces one envelope per record operation of an in-scope commit and one per ``#identity``,
+``#account`` and ``#sync`` message; backfill and resync produce the same shapes with another
+``source``. The projector folds them. Every envelope carries ``schema_version``; older versions are
+upcast on read by :mod:`schemas.codec`, and the log itself is never rewritten.
+
+Invariants:
+- Kafka key = the repo DID (:func:`schemas.topics.key_for`), so one repo's events stay in order.
+- A ``record`` event with action create/update carries ``cid`` and ``record`` (atproto JSON form, as
+  received, not yet validated against its lexicon); a delete carries neither.
+- ``rev`` is the commit's TID; per repo, a higher rev is newer (TIDs sort lexicographically).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.ids import CidStr, Did, Handle, Nsid, RecordKey, Tid
+
+SCHEMA_VERSION = 1
+
+
+class Action(StrEnum):
+    """What a record operation did."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class Source(StrEnum):
+    """Which path put the event into the log."""
+
+    FIREHOSE = "firehose"
+    BACKFILL = "backfill"
+    RESYNC = "resync"
+
+
+class AccountStatus(StrEnum):
+    """Upstream account states (atproto.com/specs/account); absent means active."""
+
+    TAKENDOWN = "takendown"
+    SUSPENDED = "suspended"
+    DEACTIVATED = "deactivated"
+    DELETED = "deleted"
+    DESYNCHRONIZED = "desynchronized"
+    THROTTLED = "throttled"
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    did: Did
+    # Where the event came from: the upstream host for firehose events, "file:<name>" for a capture,
+    # the PDS host for backfill/resync.
+    upstream: str
+    # The upstream's sequence number; None where there is none (backfill, resync).
+    seq: int | None = None
+    # The upstream's event time (frame ``time``), or when backfill read the repo.
+    time: datetime
+    source: Source = Source.FIREHOSE
+
+
+class RecordEvent(_Event):
+    """One create/update/delete of one record, from a commit (or a backfill/resync snapshot)."""
+
+    kind: Literal["record"] = "record"
+    rev: Tid
+    since: Tid | None = None
+    commit: CidStr | None = None
+    collection: Nsid
+    rkey: RecordKey
+    action: Action
+    cid: CidStr | None = None
+    # Sync 1.1: the record CID this op replaced (update/delete); lets consumers detect gaps.
+    prev: CidStr | None = None
+    record: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _payload_matches_action(self) -> Self:
+        if self.action is Action.DELETE:
+            if self.record is not None or self.cid is not None:
+                raise ValueError("a delete carries no record and no cid")
+        elif self.record is None or self.cid is None:
+            raise ValueError(f"a {self.action.value} needs both record and cid")
+        return self
+
+    @property
+    def uri(self) -> str:
+        """The record's AT-URI."""
+        return f"at://{self.did}/{self.collection}/{self.rkey}"
+
+
+class IdentityEvent(_Event):
+    """The repo's identity (DID document or handle) may have changed."""
+
+    kind: Literal["identity"] = "identity"
+    handle: Handle | None = None
+
+
+class AccountEvent(_Event):
+    """The repo's hosting status changed."""
+
+    kind: Literal["account"] = "account"
+    active: bool
+    # An open set upstream (new statuses may appear): kept as received; AccountStatus names the
+    # known ones. Consumers hide an inactive repo whatever the status, and purge on "deleted".
+    status: str | None = Field(default=None, max_length=64)
+
+
+class SyncEvent(_Event):
+    """The repo's state was declared anew (``#sync``): consumers may need to resync it."""
+
+    kind: Literal["sync"] = "sync"
+    rev: Tid
+    commit: CidStr
+
+
+EventEnvelope = Annotated[
+    RecordEvent | IdentityEvent | AccountEvent | SyncEvent, Field(discriminator="kind")
+]
+"""Any event on the log; ``kind`` tells which."""
+
+Event = RecordEvent | IdentityEvent | AccountEvent | SyncEvent
