@@ -22,7 +22,14 @@ from ingest.ipld.car import write_car
 from ingest.ipld.cid import CID
 from ingest.verify import mst
 from tests.fixtures.corpus import rkey
-from tests.fixtures.frames import account_frame, identity_frame, message_frame, next_tid, sign_k256, track_record
+from tests.fixtures.frames import (
+    account_frame,
+    identity_frame,
+    message_frame,
+    next_tid,
+    sign_k256,
+    track_record,
+)
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 OTHER = ["app.bsky.feed.post", "app.bsky.feed.like", "app.bsky.feed.repost", "app.bsky.graph.follow"]
@@ -31,13 +38,17 @@ OTHER = ["app.bsky.feed.post", "app.bsky.feed.like", "app.bsky.feed.repost", "ap
 def _record(rng: random.Random, collection: str, did: str) -> dict[str, Any]:
     now = "2026-11-25T06:00:00.000Z"
     if collection == "app.bsky.feed.post":
-        words = " ".join(rng.choice(["music", "night", "drive", "the", "a", "loop", "sound", "today"])
-                         for _ in range(rng.randint(5, 40)))
+        words = " ".join(
+            rng.choice(["music", "night", "drive", "the", "a", "loop", "sound", "today"])
+            for _ in range(rng.randint(5, 40))
+        )
         return {"$type": collection, "text": words, "langs": ["en"], "createdAt": now}
     if collection == "app.bsky.graph.follow":
         return {"$type": collection, "subject": did, "createdAt": now}
-    subject = {"uri": f"at://{did}/app.bsky.feed.post/{rkey(rng)}",
-               "cid": "bafyreie5cvv4h45feadgeuwhbcutmh6t2ceseocckahdoe6uat64zmz454"}
+    subject = {
+        "uri": f"at://{did}/app.bsky.feed.post/{rkey(rng)}",
+        "cid": "bafyreie5cvv4h45feadgeuwhbcutmh6t2ceseocckahdoe6uat64zmz454",
+    }
     return {"$type": collection, "subject": subject, "createdAt": now}
 
 
@@ -50,7 +61,9 @@ def build(n_frames: int, *, seed: int = 42, repos: int = 6, records_per_repo: in
     trees = []
     for i in range(repos):
         keys = {f"{rng.choice(OTHER)}/{rkey(rng)}": leaf for _ in range(records_per_repo)}
-        trees.append((f"did:plc:bench{i:019d}", mst.build(keys), sorted(keys), ec.generate_private_key(ec.SECP256K1())))
+        trees.append(
+            (f"did:plc:bench{i:019d}", mst.build(keys), sorted(keys), ec.generate_private_key(ec.SECP256K1()))
+        )
     frames: list[bytes] = []
     for seq in range(1, n_frames + 1):
         did, tree, keys, key = trees[rng.randrange(repos)]
@@ -63,9 +76,15 @@ def build(n_frames: int, *, seed: int = 42, repos: int = 6, records_per_repo: in
             continue
         if roll < 0.008:
             collection = rng.choice(["fm.plyr.track", "fm.plyr.like", "fm.plyr.comment"])
-            record: dict[str, Any] = track_record(f"track {seq}") if collection == "fm.plyr.track" else {
-                "$type": collection, "subject": {"uri": f"at://{did}/fm.plyr.track/{rkey(rng)}", "cid": str(leaf)},
-                "createdAt": "2026-11-25T06:00:00.000Z"}
+            record: dict[str, Any] = (
+                track_record(f"track {seq}")
+                if collection == "fm.plyr.track"
+                else {
+                    "$type": collection,
+                    "subject": {"uri": f"at://{did}/fm.plyr.track/{rkey(rng)}", "cid": str(leaf)},
+                    "createdAt": "2026-11-25T06:00:00.000Z",
+                }
+            )
         else:
             collection = rng.choice(OTHER)
             record = _record(rng, collection, did)
@@ -74,19 +93,32 @@ def build(n_frames: int, *, seed: int = 42, repos: int = 6, records_per_repo: in
         cid = CID.for_dag_cbor(data)
         blocks = {cid: data}
         neighbour = keys[rng.randrange(len(keys))]
-        blocks.update(mst.proof_blocks(tree, neighbour))
-        blocks.update(mst.proof_blocks(tree, path))
+        blocks.update(mst.covering_proof_blocks(tree, neighbour))
+        blocks.update(mst.covering_proof_blocks(tree, path))
         rev = next_tid()
         unsigned = {"did": did, "version": 3, "data": tree.root, "rev": rev, "prev": None}
         commit = dagcbor.encode({**unsigned, "sig": sign_k256(key, dagcbor.encode(unsigned))})
         commit_cid = CID.for_dag_cbor(commit)
         blocks[commit_cid] = commit
-        frames.append(message_frame("#commit", {
-            "seq": seq, "rebase": False, "tooBig": False, "repo": did, "commit": commit_cid, "rev": rev,
-            "since": None, "blocks": write_car([commit_cid], blocks),
-            "ops": [{"action": "create", "path": path, "cid": cid}], "blobs": [], "prevData": tree.root,
-            "time": "2026-11-25T06:00:00.000Z",
-        }))
+        frames.append(
+            message_frame(
+                "#commit",
+                {
+                    "seq": seq,
+                    "rebase": False,
+                    "tooBig": False,
+                    "repo": did,
+                    "commit": commit_cid,
+                    "rev": rev,
+                    "since": None,
+                    "blocks": write_car([commit_cid], blocks),
+                    "ops": [{"action": "create", "path": path, "cid": cid}],
+                    "blobs": [],
+                    "prevData": tree.root,
+                    "time": "2026-11-25T06:00:00.000Z",
+                },
+            )
+        )
     return frames
 
 

@@ -20,17 +20,34 @@ def _ingest_parser() -> argparse.ArgumentParser:
         prog="plyr-index ingest",
         description="Follow firehose upstreams (or replay a capture file) and put fm.plyr.* events on Kafka.",
     )
-    p.add_argument("--upstream", action="append", dest="upstreams", metavar="URL",
-                   help="firehose upstream (repeatable; default wss://bsky.network; env INGEST_UPSTREAMS)")
-    p.add_argument("--from-file", type=Path, metavar="FILE", help="replay a capture file (.zst allowed) and exit")
+    p.add_argument(
+        "--upstream",
+        action="append",
+        dest="upstreams",
+        metavar="URL",
+        help="firehose upstream (repeatable; default wss://bsky.network; env INGEST_UPSTREAMS)",
+    )
+    p.add_argument(
+        "--from-file", type=Path, metavar="FILE", help="replay a capture file (.zst allowed) and exit"
+    )
     p.add_argument("--to", choices=["kafka", "jsonl"], help="where events go (default kafka; jsonl → stdout)")
-    p.add_argument("--collections", metavar="PATTERN",
-                   help="NSIDs or wildcards to keep, comma-separated (default fm.plyr.*; '*' for all)")
+    p.add_argument(
+        "--collections",
+        metavar="PATTERN",
+        help="NSIDs or wildcards to keep, comma-separated (default fm.plyr.*; '*' for all)",
+    )
     p.add_argument("--metrics-port", type=int, metavar="PORT", help="Prometheus port (0 = off)")
-    p.add_argument("--resume-upstream", action="append", metavar="URL",
-                   help="clear the halt an upstream got from FutureCursor, then exit")
-    p.add_argument("--live", action="store_true",
-                   help="with --resume-upstream: also drop the stored cursor and resume from the live head")
+    p.add_argument(
+        "--resume-upstream",
+        action="append",
+        metavar="URL",
+        help="clear the halt an upstream got from FutureCursor, then exit",
+    )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="with --resume-upstream: also drop the stored cursor and resume from the live head",
+    )
     return p
 
 
@@ -47,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             to=args.to,
             collections=args.collections,
             # A file replay to stdout is a one-shot tool: no metrics port unless asked.
-            metrics_port=args.metrics_port if args.metrics_port is not None else (0 if args.from_file else None),
+            metrics_port=args.metrics_port
+            if args.metrics_port is not None
+            else (0 if args.from_file else None),
         )
     except SettingsError as err:
         print(f"plyr-index ingest: {err}", file=sys.stderr)  # noqa: T201 - before logging exists
@@ -64,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def capture_main(argv: list[str] | None = None) -> int:
     """``plyr-index capture``: record an upstream's frames byte for byte."""
-    p = argparse.ArgumentParser(prog="plyr-index capture", description="Record raw firehose frames to a file.")
+    p = argparse.ArgumentParser(
+        prog="plyr-index capture", description="Record raw firehose frames to a file."
+    )
     p.add_argument("--upstream", required=True, metavar="URL")
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="capture file (.zst to compress)")
     p.add_argument("--limit", type=int, metavar="N", help="stop after N frames")
@@ -86,7 +107,9 @@ def capture_main(argv: list[str] | None = None) -> int:
 
     try:
         run_until_signalled(
-            capture_upstream(args.upstream, args.out, limit=args.limit, seconds=args.seconds, cursor=args.cursor)
+            capture_upstream(
+                args.upstream, args.out, limit=args.limit, seconds=args.seconds, cursor=args.cursor
+            )
         )
     except UpstreamError as err:
         print(f"plyr-index capture: {err}", file=sys.stderr)  # noqa: T201

@@ -46,8 +46,15 @@ SubscribeFn = Callable[[str, int | None], AsyncIterator[bytes]]
 
 
 def _dedupe_key(event: Event) -> tuple[object, ...]:
-    return (event.kind, event.did, event.time, getattr(event, "handle", None), getattr(event, "status", None),
-            getattr(event, "active", None), getattr(event, "rev", None))
+    return (
+        event.kind,
+        event.did,
+        event.time,
+        getattr(event, "handle", None),
+        getattr(event, "status", None),
+        getattr(event, "active", None),
+        getattr(event, "rev", None),
+    )
 
 
 class Ingester:
@@ -69,8 +76,13 @@ class Ingester:
         for drop in outcome.drops:
             m.drops.labels(upstream, drop.reason).inc()
             log.warning(
-                "frame_dropped", upstream=upstream, seq=outcome.seq, reason=drop.reason.value,
-                detail=drop.detail[:300], did=drop.did, path=drop.path,
+                "frame_dropped",
+                upstream=upstream,
+                seq=outcome.seq,
+                reason=drop.reason.value,
+                detail=drop.detail[:300],
+                did=drop.did,
+                path=drop.path,
             )
         futures = await self._send(upstream, outcome)
         if outcome.seq is not None:
@@ -268,7 +280,10 @@ async def resume_upstreams(platform: PlatformSettings, upstreams: Iterable[str],
 
 
 async def _serve_upstreams(
-    settings: IngestSettings, ingester: Ingester, store: CursorStore, metrics: IngestMetrics,
+    settings: IngestSettings,
+    ingester: Ingester,
+    store: CursorStore,
+    metrics: IngestMetrics,
     subscribe_fn: SubscribeFn,
 ) -> None:
     workers = [
@@ -353,8 +368,14 @@ def _kafka_sink(platform: PlatformSettings) -> KafkaSink:
 
 
 async def capture_upstream(
-    upstream: str, out: Path, *, limit: int | None, seconds: float | None, cursor: int | None,
-    stall_timeout: float = 60.0, max_frame_bytes: int = 8 * 1024 * 1024,
+    upstream: str,
+    out: Path,
+    *,
+    limit: int | None,
+    seconds: float | None,
+    cursor: int | None,
+    stall_timeout: float = 60.0,
+    max_frame_bytes: int = 8 * 1024 * 1024,
 ) -> int:
     """Record raw frames from ``upstream`` into a capture file, byte for byte; return the count."""
     with CaptureWriter(out) as writer:

@@ -30,20 +30,31 @@ class IngestMetrics:
         self.events = Counter(
             f"{ns}_events", "Events produced", ["upstream", "kind", "collection"], registry=registry
         )
-        self.drops = Counter(f"{ns}_drops", "Frames or ops dropped", ["upstream", "reason"], registry=registry)
+        self.drops = Counter(
+            f"{ns}_drops", "Frames or ops dropped", ["upstream", "reason"], registry=registry
+        )
         self.duplicates = Counter(
-            f"{ns}_duplicates", "Events skipped as seen from another upstream", ["upstream"], registry=registry
+            f"{ns}_duplicates",
+            "Events skipped as seen from another upstream",
+            ["upstream"],
+            registry=registry,
         )
         self.reconnects = Counter(f"{ns}_reconnects", "Upstream reconnects", ["upstream"], registry=registry)
         self.cursor_gaps = Counter(
-            f"{ns}_cursor_gaps", "OutdatedCursor notices (events lost upstream)", ["upstream"], registry=registry
+            f"{ns}_cursor_gaps",
+            "OutdatedCursor notices (events lost upstream)",
+            ["upstream"],
+            registry=registry,
         )
         self.error_frames = Counter(
             f"{ns}_error_frames", "Error frames by name", ["upstream", "error"], registry=registry
         )
         self.cursor = Gauge(f"{ns}_cursor", "Last seq received", ["upstream"], registry=registry)
         self.acked_cursor = Gauge(
-            f"{ns}_acked_cursor", "Last seq whose events the broker acknowledged", ["upstream"], registry=registry
+            f"{ns}_acked_cursor",
+            "Last seq whose events the broker acknowledged",
+            ["upstream"],
+            registry=registry,
         )
         self.lag_seconds = Gauge(
             f"{ns}_lag_seconds", "Now minus the time of the last frame", ["upstream"], registry=registry

@@ -56,7 +56,14 @@ async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
             return
         try:
             await admin.create_topics(
-                [NewTopic(topic, num_partitions=partitions, replication_factor=1, topic_configs=EVENTS_TOPIC_CONFIG)]
+                [
+                    NewTopic(
+                        topic,
+                        num_partitions=partitions,
+                        replication_factor=1,
+                        topic_configs=EVENTS_TOPIC_CONFIG,
+                    )
+                ]
             )
         except TopicAlreadyExistsError:
             pass  # created concurrently by another process: fine

@@ -22,9 +22,7 @@ def configure(level: str = "INFO", fmt: LogFormat = "json") -> None:
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[

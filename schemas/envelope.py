@@ -122,9 +122,7 @@ class SyncEvent(_Event):
     commit: CidStr
 
 
-EventEnvelope = Annotated[
-    RecordEvent | IdentityEvent | AccountEvent | SyncEvent, Field(discriminator="kind")
-]
+EventEnvelope = Annotated[RecordEvent | IdentityEvent | AccountEvent | SyncEvent, Field(discriminator="kind")]
 """Any event on the log; ``kind`` tells which."""
 
 Event = RecordEvent | IdentityEvent | AccountEvent | SyncEvent

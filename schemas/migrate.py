@@ -79,7 +79,9 @@ async def migrate(conn: asyncpg.Connection, set_name: str, schema: str) -> list[
                 except asyncpg.PostgresError as err:
                     raise MigrationError(f"{set_name}/{m.name} failed in {schema}: {err}") from err
                 await conn.execute(
-                    f"INSERT INTO {quoted}.schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name
+                    f"INSERT INTO {quoted}.schema_migrations (version, name) VALUES ($1, $2)",
+                    m.version,
+                    m.name,
                 )
             applied.append(m.name)
     finally:

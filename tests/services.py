@@ -76,12 +76,15 @@ def start_broker(log_path: Path | None = None) -> Broker:
     """Start tansu with memory storage on a free port."""
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
-    out = log_path.open("ab") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen(
-        [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
-        stdout=out, stderr=out, env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
-    )
+    command = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    command += ["--storage-engine", "memory://tansu/"]
+    env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+    if log_path is None:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    else:
+        # The child keeps its own copy of the descriptor; ours closes with the block.
+        with log_path.open("ab") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=out, env=env)
     try:
         wait_for_port(port)
     except ServiceError:

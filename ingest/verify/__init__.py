@@ -1,0 +1,1 @@
+"""Repository structure and proofs: the MST, and (later) commit signatures and op inversion."""

@@ -46,8 +46,12 @@ def test_track_create_becomes_one_record_event_in_json_form() -> None:
     assert out.kind is FrameKind.COMMIT and out.seq == 7 and out.drops == []
     [event] = out.events
     assert isinstance(event, RecordEvent)
-    assert (event.did, event.collection, event.rkey, event.action) == (DID, "fm.plyr.track", "3kabc2xyz22a2",
-                                                                      Action.CREATE)
+    assert (event.did, event.collection, event.rkey, event.action) == (
+        DID,
+        "fm.plyr.track",
+        "3kabc2xyz22a2",
+        Action.CREATE,
+    )
     assert event.record == record  # links stay {"$link"}, bytes stay {"$bytes"}: exact JSON form
     assert event.record["audioBlob"]["ref"] == {"$link": str(blob_cid)}
     assert event.cid == str(CID.for_dag_cbor(dagcbor.encode(dagcbor.from_json(record))))
@@ -73,8 +77,14 @@ def test_update_carries_prev_and_delete_carries_no_record() -> None:
 def test_commits_outside_the_filter_produce_nothing_and_star_keeps_everything() -> None:
     repo = Repo(DID)
     data = repo.commit(
-        [Write("create", "app.bsky.feed.post", "3kabc2xyz22a2", {"$type": "app.bsky.feed.post", "text": "hi",
-                                                                  "createdAt": "2026-01-01T00:00:00Z"})],
+        [
+            Write(
+                "create",
+                "app.bsky.feed.post",
+                "3kabc2xyz22a2",
+                {"$type": "app.bsky.feed.post", "text": "hi", "createdAt": "2026-01-01T00:00:00Z"},
+            )
+        ],
         seq=9,
     )
     out = run(data)
@@ -120,8 +130,14 @@ def test_info_error_and_unknown_frames() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\xff\xff", b"garbage" * 10, dagcbor.encode({"op": 1, "t": "#commit"}),
-     dagcbor.encode({"op": 1}) + dagcbor.encode({}) + dagcbor.encode({}), dagcbor.encode([1]) + dagcbor.encode({})],
+    [
+        b"",
+        b"\xff\xff",
+        b"garbage" * 10,
+        dagcbor.encode({"op": 1, "t": "#commit"}),
+        dagcbor.encode({"op": 1}) + dagcbor.encode({}) + dagcbor.encode({}),
+        dagcbor.encode([1]) + dagcbor.encode({}),
+    ],
 )
 def test_malformed_frames_are_drops_not_exceptions(data: bytes) -> None:
     out = run(data)
@@ -150,8 +166,10 @@ def _tamper(data: bytes, fn: Any) -> bytes:
 def test_record_block_that_does_not_match_its_cid_is_dropped_other_ops_survive() -> None:
     repo = Repo(DID)
     data = repo.commit(
-        [Write("create", "fm.plyr.track", "3kabc2xyz22a2", track_record("a")),
-         Write("create", "fm.plyr.track", "3kabc2xyz22a3", track_record("b"))],
+        [
+            Write("create", "fm.plyr.track", "3kabc2xyz22a2", track_record("a")),
+            Write("create", "fm.plyr.track", "3kabc2xyz22a3", track_record("b")),
+        ],
         seq=20,
     )
     victim = repo.records["fm.plyr.track/3kabc2xyz22a2"][0]

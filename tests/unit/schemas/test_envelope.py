@@ -11,17 +11,33 @@ from pydantic import ValidationError
 from schemas.codec import EnvelopeError, decode, encode
 from schemas.envelope import AccountEvent, Action, IdentityEvent, RecordEvent, SyncEvent
 
-BASE: dict[str, Any] = {"did": "did:plc:abcdefghijklmnopqrstuvwx", "upstream": "relay.test", "seq": 5,
-                        "time": "2026-01-02T03:04:05.123Z"}
+BASE: dict[str, Any] = {
+    "did": "did:plc:abcdefghijklmnopqrstuvwx",
+    "upstream": "relay.test",
+    "seq": 5,
+    "time": "2026-01-02T03:04:05.123Z",
+}
 CID = "bafyreie5cvv4h45feadgeuwhbcutmh6t2ceseocckahdoe6uat64zmz454"
 
 
 def test_every_kind_round_trips() -> None:
     events = [
-        RecordEvent(**BASE, rev="3kabc2xyz22a2", collection="fm.plyr.track", rkey="3kabc2xyz22a2",
-                    action=Action.CREATE, cid=CID, record={"title": "x", "n": 1}),
-        RecordEvent(**BASE, rev="3kabc2xyz22a2", collection="fm.plyr.track", rkey="3kabc2xyz22a2",
-                    action=Action.DELETE),
+        RecordEvent(
+            **BASE,
+            rev="3kabc2xyz22a2",
+            collection="fm.plyr.track",
+            rkey="3kabc2xyz22a2",
+            action=Action.CREATE,
+            cid=CID,
+            record={"title": "x", "n": 1},
+        ),
+        RecordEvent(
+            **BASE,
+            rev="3kabc2xyz22a2",
+            collection="fm.plyr.track",
+            rkey="3kabc2xyz22a2",
+            action=Action.DELETE,
+        ),
         IdentityEvent(**BASE, handle="artist.test"),
         AccountEvent(**BASE, active=False, status="takendown"),
         SyncEvent(**BASE, rev="3kabc2xyz22a2", commit=CID),
@@ -33,8 +49,15 @@ def test_every_kind_round_trips() -> None:
 
 def test_delete_with_record_and_create_without_are_rejected() -> None:
     with pytest.raises(ValidationError, match="delete carries no record"):
-        RecordEvent(**BASE, rev="3kabc2xyz22a2", collection="fm.plyr.track", rkey="a", action=Action.DELETE,
-                    cid=CID, record={})
+        RecordEvent(
+            **BASE,
+            rev="3kabc2xyz22a2",
+            collection="fm.plyr.track",
+            rkey="a",
+            action=Action.DELETE,
+            cid=CID,
+            record={},
+        )
     with pytest.raises(ValidationError, match="needs both record and cid"):
         RecordEvent(**BASE, rev="3kabc2xyz22a2", collection="fm.plyr.track", rkey="a", action=Action.CREATE)
 
@@ -49,8 +72,13 @@ def test_envelopes_are_frozen_and_closed() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"not json", b"[]", b'{"schema_version": 99, "kind": "identity"}', b'{"kind": "identity"}',
-     b'{"schema_version": 1, "kind": "nope", "did": "did:plc:x"}'],
+    [
+        b"not json",
+        b"[]",
+        b'{"schema_version": 99, "kind": "identity"}',
+        b'{"kind": "identity"}',
+        b'{"schema_version": 1, "kind": "nope", "did": "did:plc:x"}',
+    ],
 )
 def test_bad_bytes_raise_envelope_error(data: bytes) -> None:
     with pytest.raises(EnvelopeError):

@@ -1,0 +1,203 @@
+"""atproto identifier syntax: fast predicate functions and pydantic ``Annotated`` types built on them,
+plus the collection filter and TID/AT-URI helpers.
+
+Checked against atproto's interop syntax fixtures (tests/unit/schemas/test_ids.py).
+Specs: atproto.com/specs/did, /handle, /nsid, /record-key, /tid, /at-uri-scheme, /lexicon#datetime.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+_DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$")
+_HANDLE = re.compile(
+    r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$"
+)
+_NSID = re.compile(
+    r"^[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)+"
+    r"(\.[a-zA-Z]([a-zA-Z0-9]{0,62})?)$"
+)
+_RKEY = re.compile(r"^[a-zA-Z0-9_~.:-]{1,512}$")
+_TID = re.compile(r"^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$")
+_DATETIME = re.compile(
+    r"^[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9](\.[0-9]{1,20})?"
+    r"(Z|([+-][0-2][0-9]:[0-5][0-9]))$"
+)
+_CID = re.compile(r"^[a-zA-Z0-9+=]{8,256}$")
+_TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
+
+
+def is_did(s: str) -> bool:
+    """DID syntax (method-agnostic), at most 2 KB."""
+    return len(s) <= 2048 and _DID.match(s) is not None
+
+
+def is_handle(s: str) -> bool:
+    """Handle syntax: a DNS name of at least two labels, TLD not starting with a digit."""
+    return len(s) <= 253 and _HANDLE.match(s) is not None
+
+
+def is_nsid(s: str) -> bool:
+    """NSID syntax: reversed domain authority plus a name segment."""
+    return len(s) <= 317 and _NSID.match(s) is not None
+
+
+def is_record_key(s: str) -> bool:
+    """Record key syntax; "." and ".." are not allowed."""
+    return s not in {".", ".."} and _RKEY.match(s) is not None
+
+
+def is_tid(s: str) -> bool:
+    """TID syntax: 13 base32-sortable characters, top bit zero."""
+    return _TID.match(s) is not None
+
+
+def is_datetime(s: str) -> bool:
+    """The atproto datetime profile (RFC 3339 ∩ ISO 8601, timezone required) that also parses."""
+    if len(s) > 64 or _DATETIME.match(s) is None or s.endswith("-00:00"):
+        return False
+    text = s[:-1] + "+00:00" if s.endswith("Z") else s
+    if text.startswith("0000-"):
+        # Python has no year 0, which the syntax allows; check the calendar on a leap year like it,
+        # and refuse an offset that would put the moment before year 0.
+        if text[-6] == "+" and text[-5:] != "00:00":
+            return False
+        text = "2000" + text[4:]
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def is_cid_syntax(s: str) -> bool:
+    """Loose CID string syntax, as the spec describes (the codec is checked where CIDs are parsed)."""
+    return _CID.match(s) is not None and not s.startswith("Qmb")
+
+
+def is_at_identifier(s: str) -> bool:
+    """A DID or a handle."""
+    return is_did(s) if s.startswith("did:") else is_handle(s)
+
+
+@dataclass(frozen=True, slots=True)
+class AtUriParts:
+    """An AT-URI split into its authority, collection and record key."""
+
+    authority: str
+    collection: str | None
+    rkey: str | None
+
+
+def parse_at_uri(s: str) -> AtUriParts | None:
+    """Split a restricted AT-URI (at://authority[/collection[/rkey]]); None if it is not one."""
+    if len(s) > 8192 or not s.startswith("at://") or "#" in s or "?" in s:
+        return None
+    parts = s[5:].split("/")
+    if len(parts) > 3 or not parts[0] or not is_at_identifier(parts[0]):
+        return None
+    collection = parts[1] if len(parts) > 1 else None
+    rkey = parts[2] if len(parts) > 2 else None
+    if collection is not None and not is_nsid(collection):
+        return None
+    if rkey is not None and not is_record_key(rkey):
+        return None
+    return AtUriParts(parts[0], collection, rkey)
+
+
+def is_at_uri(s: str) -> bool:
+    """Restricted AT-URI syntax as used for records."""
+    return parse_at_uri(s) is not None
+
+
+def make_at_uri(did: str, collection: str, rkey: str) -> str:
+    """at://did/collection/rkey"""
+    return f"at://{did}/{collection}/{rkey}"
+
+
+def tid_to_datetime(tid: str) -> datetime:
+    """The timestamp a TID encodes (53 bits of microseconds since the epoch)."""
+    value = 0
+    for ch in tid:
+        value = value * 32 + _TID_ALPHABET.index(ch)
+    return datetime.fromtimestamp((value >> 10) / 1_000_000, UTC)
+
+
+def tid_from_datetime(dt: datetime, clock_id: int = 0) -> str:
+    """A TID for a moment; TIDs compare as strings in time order."""
+    value = (int(dt.timestamp() * 1_000_000) << 10) | (clock_id & 0x3FF)
+    chars = []
+    for _ in range(13):
+        chars.append(_TID_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def _check(pred: object, what: str) -> AfterValidator:
+    def validate(value: str) -> str:
+        if not pred(value):  # type: ignore[operator]
+            raise ValueError(f"invalid {what}: {value[:120]!r}")
+        return value
+
+    return AfterValidator(validate)
+
+
+Did = Annotated[str, _check(is_did, "DID")]
+Handle = Annotated[str, _check(is_handle, "handle")]
+Nsid = Annotated[str, _check(is_nsid, "NSID")]
+RecordKey = Annotated[str, _check(is_record_key, "record key")]
+Tid = Annotated[str, _check(is_tid, "TID")]
+AtUri = Annotated[str, _check(is_at_uri, "AT-URI")]
+Datetime = Annotated[str, _check(is_datetime, "datetime")]
+CidStr = Annotated[str, _check(is_cid_syntax, "CID")]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionFilter:
+    """Which collections to keep: exact NSIDs, ``prefix.*`` wildcards, or ``*``.
+
+    ``matches`` runs on every op of every firehose commit, so it is a set lookup plus one
+    ``str.startswith`` over a tuple of prefixes.
+    """
+
+    exact: frozenset[str]
+    prefixes: tuple[str, ...]
+    everything: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> CollectionFilter:
+        """Parse a comma- or space-separated list of patterns; ValueError names a bad one."""
+        patterns = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+        if not patterns:
+            raise ValueError("no collection pattern given")
+        exact: set[str] = set()
+        prefixes: list[str] = []
+        everything = False
+        for pattern in patterns:
+            if pattern == "*":
+                everything = True
+            elif pattern.endswith(".*"):
+                stem = pattern[:-2]
+                # The stem is an NSID authority: domain segments, at least two.
+                if not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9-]*(\.[a-zA-Z0-9][a-zA-Z0-9-]*)+", stem):
+                    raise ValueError(f"bad collection pattern {pattern!r}")
+                prefixes.append(stem + ".")
+            elif is_nsid(pattern):
+                exact.add(pattern)
+            else:
+                raise ValueError(f"bad collection pattern {pattern!r}")
+        return cls(frozenset(exact), tuple(sorted(set(prefixes))), everything)
+
+    def matches(self, nsid: str) -> bool:
+        """Whether a collection is in scope."""
+        return self.everything or nsid in self.exact or nsid.startswith(self.prefixes)
+
+    def __str__(self) -> str:
+        if self.everything:
+            return "*"
+        return ",".join(sorted(self.exact) + [p + "*" for p in self.prefixes])
