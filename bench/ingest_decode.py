@@ -133,7 +133,8 @@ def main() -> int:
         for pattern in ("fm.plyr.*", "*"):
             rate, produced = asyncio.run(produce_rate(frames, pattern))
             print(
-                f"replay + produce to tansu (--collections {pattern!r}): {rate:,.0f} frames/s, {produced} events"
+                f"replay + produce to tansu (--collections {pattern!r}): "
+                f"{rate:,.0f} frames/s, {produced} events"
             )
     return 0
 

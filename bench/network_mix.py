@@ -60,9 +60,14 @@ def build(n_frames: int, *, seed: int = 42, repos: int = 6, records_per_repo: in
     leaf = CID.for_dag_cbor(dagcbor.encode({"x": 1}))
     trees = []
     for i in range(repos):
-        keys = {f"{rng.choice(OTHER)}/{rkey(rng)}": leaf for _ in range(records_per_repo)}
+        entries = {f"{rng.choice(OTHER)}/{rkey(rng)}": leaf for _ in range(records_per_repo)}
         trees.append(
-            (f"did:plc:bench{i:019d}", mst.build(keys), sorted(keys), ec.generate_private_key(ec.SECP256K1()))
+            (
+                f"did:plc:bench{i:019d}",
+                mst.build(entries),
+                sorted(entries),
+                ec.generate_private_key(ec.SECP256K1()),
+            )
         )
     frames: list[bytes] = []
     for seq in range(1, n_frames + 1):

@@ -26,7 +26,7 @@ MAX_FRAME_BYTES = 64 * 1024 * 1024
 def _open_read(path: Path) -> BinaryIO:
     raw = path.open("rb")
     if path.suffix == ".zst":
-        reader: BinaryIO = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[assignment]
+        reader: BinaryIO = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
         return reader
     return raw
 
@@ -73,7 +73,7 @@ class CaptureWriter:
     def __enter__(self) -> Self:
         self._raw = self._path.open("wb")
         if self._path.suffix == ".zst":
-            self._out = zstandard.ZstdCompressor(level=3).stream_writer(self._raw, closefd=False)  # type: ignore[assignment]
+            self._out = zstandard.ZstdCompressor(level=3).stream_writer(self._raw, closefd=False)
         else:
             self._out = self._raw
         return self

@@ -62,7 +62,7 @@ def _record_event(commit: Commit, op: RepoOp, car: CarFile, upstream: str) -> Ev
             did=commit.repo,
             upstream=upstream,
             seq=commit.seq,
-            time=commit.time,  # type: ignore[arg-type]  # pydantic parses the datetime string
+            time=commit.time,
             rev=commit.rev,
             since=commit.since,
             commit=_cid_str(commit.commit),
@@ -116,7 +116,7 @@ def _sync(sync: Sync, upstream: str) -> Event | Drop:
         did=sync.did,
         upstream=upstream,
         seq=sync.seq,
-        time=sync.time,  # type: ignore[arg-type]
+        time=sync.time,
         rev=sync.rev,
         commit=str(car.roots[0]),
     )
@@ -136,7 +136,7 @@ def normalize(message: Message, *, upstream: str, collections: CollectionFilter)
                 did=message.did,
                 upstream=upstream,
                 seq=message.seq,
-                time=message.time,  # type: ignore[arg-type]
+                time=message.time,
                 handle=message.handle,
             )
         elif isinstance(message, Account):
@@ -144,7 +144,7 @@ def normalize(message: Message, *, upstream: str, collections: CollectionFilter)
                 did=message.did,
                 upstream=upstream,
                 seq=message.seq,
-                time=message.time,  # type: ignore[arg-type]
+                time=message.time,
                 active=message.active,
                 status=message.status,
             )

@@ -8,6 +8,7 @@ when the write is already done (JSON lines). Library errors are translated to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from types import TracebackType
 from typing import BinaryIO, Literal, Protocol, Self
 
@@ -54,7 +55,8 @@ async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
         await admin.start()
         if topic in await admin.list_topics():
             return
-        try:
+        # Created concurrently by another process: fine.
+        with contextlib.suppress(TopicAlreadyExistsError):
             await admin.create_topics(
                 [
                     NewTopic(
@@ -65,8 +67,6 @@ async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
                     )
                 ]
             )
-        except TopicAlreadyExistsError:
-            pass  # created concurrently by another process: fine
     except KafkaError as err:
         raise BrokerError(f"cannot create topic {topic!r} on {bootstrap}: {err}") from err
     finally:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.ids import CidStr, Did, Handle, Nsid, RecordKey, Tid
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 
 class Action(StrEnum):

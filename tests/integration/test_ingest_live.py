@@ -7,7 +7,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -63,7 +63,7 @@ async def wait_cursor(pool: asyncpg.Pool, upstream: str, seq: int, timeout: floa
             await asyncio.sleep(0.05)
 
 
-def record_keys(events: list[object]) -> list[tuple[str, str, str]]:
+def record_keys(events: Sequence[object]) -> list[tuple[str, str, str]]:
     return [(e.did, f"{e.collection}/{e.rkey}", e.rev) for e in events if isinstance(e, RecordEvent)]
 
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.codec import EnvelopeError, decode, encode
-from schemas.envelope import AccountEvent, Action, IdentityEvent, RecordEvent, SyncEvent
+from schemas.envelope import AccountEvent, Action, Event, IdentityEvent, RecordEvent, SyncEvent
 
 BASE: dict[str, Any] = {
     "did": "did:plc:abcdefghijklmnopqrstuvwx",
@@ -21,7 +21,7 @@ CID = "bafyreie5cvv4h45feadgeuwhbcutmh6t2ceseocckahdoe6uat64zmz454"
 
 
 def test_every_kind_round_trips() -> None:
-    events = [
+    events: list[Event] = [
         RecordEvent(
             **BASE,
             rev="3kabc2xyz22a2",
