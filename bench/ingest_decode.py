@@ -33,10 +33,11 @@ def ours(frames: list[bytes]) -> int:
     from ingest.pipeline import process_frame
 
     collections = CollectionFilter.parse("fm.plyr.*")
-    events = 0
+    records = 0
     for data in frames:
-        events += len(process_frame(data, upstream="bench", collections=collections).events)
-    return events
+        outcome = process_frame(data, upstream="bench", collections=collections)
+        records += sum(1 for e in outcome.events if e.kind == "record")
+    return records
 
 
 def _sdk(frames: list[bytes], filter_first: bool) -> int:
@@ -123,7 +124,7 @@ def main() -> int:
     r_ours, e_ours = measure(ours, frames, args.rounds)
     r_ex, e_ex = measure(sdk_example, frames, max(1, args.rounds // 2))
     r_ff, e_ff = measure(sdk_filter_first, frames, max(1, args.rounds // 2))
-    print(f"{'path':<34}{'frames/s':>12}{'fm.plyr events':>16}")
+    print(f"{'path':<34}{'frames/s':>12}{'fm.plyr records':>16}")
     print(f"{'plyr-index decode+filter':<34}{r_ours:>12,.0f}{e_ours:>16}")
     print(f"{'sdk-example (CAR every commit)':<34}{r_ex:>12,.0f}{e_ex:>16}")
     print(f"{'sdk-filter-first':<34}{r_ff:>12,.0f}{e_ff:>16}")

@@ -2,9 +2,9 @@
 
 - ≥99% of commits touch other collections (posts, likes, reposts, follows), ~0.5% touch fm.plyr.*,
   and ~0.3% of frames are #identity / #account.
-- Each commit's CAR slice carries the signed commit (real k256 signature), the record, and the MST
-  nodes on the paths of the written key and of a neighbour key in a repo of tens of thousands of
-  records, which puts the mean frame near the ~5.5 KB real relay frames average.
+- Each commit's CAR slice carries the signed commit (real k256 signature), the record, and the Sync 1.1
+  covering proof of the written key (the MST path plus its neighbours' chains) in a repo of tens of
+  thousands of records, which puts the mean frame near the ~5.5 KB real relay frames average.
 
 Built once and cached under bench/.cache (a zstd capture file, the same format ``plyr-index
 capture`` writes).
@@ -65,13 +65,12 @@ def build(n_frames: int, *, seed: int = 42, repos: int = 6, records_per_repo: in
             (
                 f"did:plc:bench{i:019d}",
                 mst.build(entries),
-                sorted(entries),
                 ec.generate_private_key(ec.SECP256K1()),
             )
         )
     frames: list[bytes] = []
     for seq in range(1, n_frames + 1):
-        did, tree, keys, key = trees[rng.randrange(repos)]
+        did, tree, key = trees[rng.randrange(repos)]
         roll = rng.random()
         if roll < 0.002:
             frames.append(identity_frame(did, seq, f"user{seq}.test"))
@@ -97,8 +96,6 @@ def build(n_frames: int, *, seed: int = 42, repos: int = 6, records_per_repo: in
         data = dagcbor.encode(dagcbor.from_json(record))
         cid = CID.for_dag_cbor(data)
         blocks = {cid: data}
-        neighbour = keys[rng.randrange(len(keys))]
-        blocks.update(mst.covering_proof_blocks(tree, neighbour))
         blocks.update(mst.covering_proof_blocks(tree, path))
         rev = next_tid()
         unsigned = {"did": did, "version": 3, "data": tree.root, "rev": rev, "prev": None}

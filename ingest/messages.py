@@ -10,6 +10,7 @@ Spec: atproto.com/specs/event-stream, atproto.com/specs/sync (Sync 1.1: ``prevDa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +122,24 @@ def _ops(raw: Any) -> tuple[RepoOp, ...]:
             )
         )
     return tuple(ops)
+
+
+def commit_in_scope(body: dict[str, Any], matches: Callable[[str], bool]) -> bool:
+    """Whether any op of a raw ``#commit`` body touches a collection ``matches`` accepts.
+
+    Runs before :func:`parse_message` so the ≥99% of commits that are out of scope are never typed;
+    it checks only the shape it reads (ops is a list of maps with a string path).
+    """
+    ops = body.get("ops")
+    if not isinstance(ops, list):
+        raise MessageError("field 'ops' must be a list")
+    for op in ops:
+        path = op.get("path") if isinstance(op, dict) else None
+        if not isinstance(path, str):
+            raise MessageError("an op must be a map with a string path")
+        if matches(path.partition("/")[0]):
+            return True
+    return False
 
 
 def parse_message(frame: MessageFrame) -> Message:

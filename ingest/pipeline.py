@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from ingest.errors import Drop, DropReason
 from ingest.frames import ErrorFrame, FrameError, MessageFrame, UnknownFrame, decode_frame
-from ingest.messages import Commit, Info, MessageError, parse_message
+from ingest.messages import Commit, Info, MessageError, commit_in_scope, parse_message
 from ingest.normalize import normalize
 from schemas.envelope import Event
 from schemas.ids import CollectionFilter
@@ -67,14 +67,20 @@ def process_frame(data: bytes, *, upstream: str, collections: CollectionFilter) 
         return FrameOutcome(FrameKind.ERROR, error=frame)
     assert isinstance(frame, MessageFrame)
     kind = _KIND_OF_T[frame.t]
+    body = frame.body
+    seq = body.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        seq = None
     try:
+        if kind is FrameKind.COMMIT and not commit_in_scope(body, collections.matches):
+            # The common case: nothing in scope. Only the seq (for the cursor) and time (for lag)
+            # matter; the commit is not typed at all.
+            time = body.get("time")
+            return FrameOutcome(kind, seq=seq, time=time if isinstance(time, str) else None)
         message = parse_message(frame)
     except MessageError as err:
-        seq = frame.body.get("seq")
         return FrameOutcome(
-            FrameKind.MALFORMED,
-            seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
-            drops=[Drop(DropReason.MALFORMED_MESSAGE, f"{frame.t}: {err}")],
+            FrameKind.MALFORMED, seq=seq, drops=[Drop(DropReason.MALFORMED_MESSAGE, f"{frame.t}: {err}")]
         )
     if isinstance(message, Info):
         return FrameOutcome(kind, info=message)
