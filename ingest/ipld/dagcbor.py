@@ -179,21 +179,27 @@ def _string(data: bytes, pos: int, end: int, length: int) -> tuple[str, int]:
         raise DagCborError("invalid_utf8") from err
 
 
-def _link(data: bytes, pos: int, end: int) -> tuple[CID, int]:
-    """The CID wrapped by a tag 42 whose payload head starts at ``pos``."""
+def _string_head(data: bytes, pos: int, end: int, major: int, what: str, reason: str) -> tuple[int, int]:
+    """Read the head of a byte/text string at ``pos``: (payload length, payload start), bounds-checked."""
     if pos >= end:
         raise DagCborError("truncated")
     first = data[pos]
-    if first >> 5 != 2:
-        raise DagCborError("bad_cid", "tag 42 must wrap a byte string")
+    if first >> 5 != major:
+        raise DagCborError(reason, what)
     info = first & 0x1F
     if info < 24:
         length, pos = info, pos + 1
     else:
         length, pos = _argument(data, pos + 1, end, info)
-    nxt = pos + length
-    if nxt > end:
+    if pos + length > end:
         raise DagCborError("truncated")
+    return length, pos
+
+
+def _link(data: bytes, pos: int, end: int) -> tuple[CID, int]:
+    """The CID wrapped by a tag 42 whose payload head starts at ``pos``."""
+    length, pos = _string_head(data, pos, end, 2, "tag 42 must wrap a byte string", "bad_cid")
+    nxt = pos + length
     if length == 0 or data[pos] != 0:
         raise DagCborError("bad_cid", "link bytes must start with the 0x00 multibase prefix")
     try:
@@ -238,19 +244,8 @@ def _item(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int]:
         previous = b""
         previous_len = -1
         for _ in range(arg):
-            if pos >= end:
-                raise DagCborError("truncated")
-            key_first = data[pos]
-            if key_first >> 5 != 3:
-                raise DagCborError("bad_key", "map keys must be strings")
-            key_info = key_first & 0x1F
-            if key_info < 24:
-                key_len, pos = key_info, pos + 1
-            else:
-                key_len, pos = _argument(data, pos + 1, end, key_info)
+            key_len, pos = _string_head(data, pos, end, 3, "map keys must be strings", "bad_key")
             nxt = pos + key_len
-            if nxt > end:
-                raise DagCborError("truncated")
             raw_key = data[pos:nxt]
             if key_len < previous_len or (key_len == previous_len and raw_key <= previous):
                 if raw_key == previous:

@@ -22,49 +22,38 @@ from tests.fixtures.firehose_server import FirehoseServer
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("name", ["cap.bin", "cap.bin.zst"])
-async def test_capture_cli_records_frames_byte_for_byte(tmp_path: Path, name: str) -> None:
-    corpus = mixed_corpus(60, seed=8)
-    out = tmp_path / name
-    async with FirehoseServer(frames=list(corpus.frames)) as server:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "plyr_index",
-            "capture",
-            "--upstream",
-            server.url,
-            "--out",
-            str(out),
-            "--cursor",
-            "0",
-            "--limit",
-            "50",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()
-    assert list(read_frames(out)) == [f for _, f in corpus.frames[:50]]
-
-
-async def test_capture_cli_reports_an_unreachable_upstream(tmp_path: Path) -> None:
+async def run_capture(*args: str) -> tuple[int | None, bytes]:
+    """Run ``plyr-index capture ARGS``; return its exit code and stderr."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "plyr_index",
         "capture",
-        "--upstream",
-        "ws://127.0.0.1:9",
-        "--out",
-        str(tmp_path / "x.bin"),
-        "--limit",
-        "1",
+        *args,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 1 and b"cannot connect" in err
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("name", ["cap.bin", "cap.bin.zst"])
+async def test_capture_cli_records_frames_byte_for_byte(tmp_path: Path, name: str) -> None:
+    corpus = mixed_corpus(60, seed=8)
+    out = tmp_path / name
+    async with FirehoseServer(frames=list(corpus.frames)) as server:
+        code, err = await run_capture(
+            "--upstream", server.url, "--out", str(out), "--cursor", "0", "--limit", "50"
+        )
+    assert code == 0, err.decode()
+    assert list(read_frames(out)) == [f for _, f in corpus.frames[:50]]
+
+
+async def test_capture_cli_reports_an_unreachable_upstream(tmp_path: Path) -> None:
+    code, err = await run_capture(
+        "--upstream", "ws://127.0.0.1:9", "--out", str(tmp_path / "x.bin"), "--limit", "1"
+    )
+    assert code == 1 and b"cannot connect" in err
 
 
 async def test_metrics_endpoint_serves_ingest_counters(tmp_path: Path) -> None:
