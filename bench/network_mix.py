@@ -126,7 +126,8 @@ def build(n_frames: int, *, seed: int = 42, repos: int = 6, records_per_repo: in
 
 def load(n_frames: int, seed: int = 42) -> list[bytes]:
     """The cached capture of ``n_frames`` (built on first use)."""
-    path = CACHE / f"network-mix-{n_frames}-{seed}.bin.zst"
+    # Bump the version when build() changes, so a stale cache is not reused.
+    path = CACHE / f"network-mix-v2-{n_frames}-{seed}.bin.zst"
     if not path.exists():
         CACHE.mkdir(exist_ok=True)
         write_frames(path, build(n_frames, seed=seed))
