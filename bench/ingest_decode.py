@@ -104,9 +104,7 @@ async def produce_rate(frames: list[bytes], collections: str) -> tuple[float, in
                 start = time.perf_counter()
                 await replay_file(path, ingester, sink)
                 elapsed = time.perf_counter() - start
-            produced = sum(
-                s.value for m in metrics.events.collect() for s in m.samples if s.name.endswith("_total")
-            )
+            produced = sum(s.value for m in metrics.events.collect() for s in m.samples if s.name.endswith("_total"))
             return len(frames) / elapsed, int(produced)
     finally:
         broker.stop()
@@ -133,10 +131,7 @@ def main() -> int:
     if args.produce:
         for pattern in ("fm.plyr.*", "*"):
             rate, produced = asyncio.run(produce_rate(frames, pattern))
-            print(
-                f"replay + produce to tansu (--collections {pattern!r}): "
-                f"{rate:,.0f} frames/s, {produced} events"
-            )
+            print(f"replay + produce to tansu (--collections {pattern!r}): {rate:,.0f} frames/s, {produced} events")
     return 0
 
 

@@ -27,9 +27,7 @@ def _ingest_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="firehose upstream (repeatable; default wss://bsky.network; env INGEST_UPSTREAMS)",
     )
-    p.add_argument(
-        "--from-file", type=Path, metavar="FILE", help="replay a capture file (.zst allowed) and exit"
-    )
+    p.add_argument("--from-file", type=Path, metavar="FILE", help="replay a capture file (.zst allowed) and exit")
     p.add_argument("--to", choices=["kafka", "jsonl"], help="where events go (default kafka; jsonl → stdout)")
     p.add_argument(
         "--collections",
@@ -64,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             to=args.to,
             collections=args.collections,
             # A file replay to stdout is a one-shot tool: no metrics port unless asked.
-            metrics_port=args.metrics_port
-            if args.metrics_port is not None
-            else (0 if args.from_file else None),
+            metrics_port=args.metrics_port if args.metrics_port is not None else (0 if args.from_file else None),
         )
     except SettingsError as err:
         print(f"plyr-index ingest: {err}", file=sys.stderr)  # noqa: T201 - before logging exists
@@ -83,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def capture_main(argv: list[str] | None = None) -> int:
     """``plyr-index capture``: record an upstream's frames byte for byte."""
-    p = argparse.ArgumentParser(
-        prog="plyr-index capture", description="Record raw firehose frames to a file."
-    )
+    p = argparse.ArgumentParser(prog="plyr-index capture", description="Record raw firehose frames to a file.")
     p.add_argument("--upstream", required=True, metavar="URL")
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="capture file (.zst to compress)")
     p.add_argument("--limit", type=int, metavar="N", help="stop after N frames")
@@ -107,9 +101,7 @@ def capture_main(argv: list[str] | None = None) -> int:
 
     try:
         run_until_signalled(
-            capture_upstream(
-                args.upstream, args.out, limit=args.limit, seconds=args.seconds, cursor=args.cursor
-            )
+            capture_upstream(args.upstream, args.out, limit=args.limit, seconds=args.seconds, cursor=args.cursor)
         )
     except UpstreamError as err:
         print(f"plyr-index capture: {err}", file=sys.stderr)  # noqa: T201

@@ -338,9 +338,7 @@ async def run(
                 frames = await replay_file(settings.from_file, ingester, kafka)
             log.info("file_done", frames=frames)
             return 0
-        pool = await stack.enter_async_context(
-            asyncpg.create_pool(platform.database_url, min_size=1, max_size=4)
-        )
+        pool = await stack.enter_async_context(asyncpg.create_pool(platform.database_url, min_size=1, max_size=4))
         store = await open_cursor_store(pool)
         backoff = Backoff(base=1.0, cap=30.0)
         while True:

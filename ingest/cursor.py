@@ -71,9 +71,7 @@ class PostgresCursorStore:
 
     async def load(self, upstream: str) -> CursorState:
         """The stored state (empty when never saved)."""
-        row = await self._pool.fetchrow(
-            f"SELECT seq, halted FROM {self._table} WHERE upstream = $1", upstream
-        )
+        row = await self._pool.fetchrow(f"SELECT seq, halted FROM {self._table} WHERE upstream = $1", upstream)
         return CursorState(None) if row is None else CursorState(row["seq"], row["halted"])
 
     async def save(self, upstream: str, seq: int) -> None:

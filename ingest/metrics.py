@@ -27,12 +27,8 @@ class IngestMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         ns = "plyr_ingest"
         self.frames = Counter(f"{ns}_frames", "Frames received", ["upstream", "kind"], registry=registry)
-        self.events = Counter(
-            f"{ns}_events", "Events produced", ["upstream", "kind", "collection"], registry=registry
-        )
-        self.drops = Counter(
-            f"{ns}_drops", "Frames or ops dropped", ["upstream", "reason"], registry=registry
-        )
+        self.events = Counter(f"{ns}_events", "Events produced", ["upstream", "kind", "collection"], registry=registry)
+        self.drops = Counter(f"{ns}_drops", "Frames or ops dropped", ["upstream", "reason"], registry=registry)
         self.duplicates = Counter(
             f"{ns}_duplicates",
             "Events skipped as seen from another upstream",

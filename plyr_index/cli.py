@@ -14,6 +14,7 @@ from collections.abc import Callable
 COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.__main__:main", "follow firehose upstreams (or a capture) into Kafka"),
     "capture": ("ingest.__main__:capture_main", "record an upstream's raw frames to a file"),
+    "project": ("projector.__main__:main", "fold the event log into the Postgres read models"),
     "migrate": ("plyr_index.migrate_cmd:main", "apply the database migrations"),
 }
 

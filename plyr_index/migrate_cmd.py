@@ -13,7 +13,7 @@ from runtime.settings import SettingsError, load_platform
 from schemas.migrate import migrate
 
 # set name → schema it is applied into. Later sets (read models) add theirs here.
-SETS = {"ingest": "plyr_ingest"}
+SETS = {"ingest": "plyr_ingest", "read": "plyr_read"}
 
 
 async def _apply(database_url: str) -> None:

@@ -50,9 +50,7 @@ def decode(data: bytes) -> Event:
     try:
         return _ADAPTER.validate_python(raw)
     except ValidationError as err:
-        raise EnvelopeError(
-            f"invalid envelope: {err.error_count()} errors: {err.errors()[0]['msg']}"
-        ) from err
+        raise EnvelopeError(f"invalid envelope: {err.error_count()} errors: {err.errors()[0]['msg']}") from err
 
 
 def to_json_line(event: Event) -> bytes:

@@ -249,9 +249,7 @@ def _visit(cid: CID, layer: int, blocks: Mapping[CID, bytes], last: list[str]) -
     yield from _entries(node, layer, blocks, last)
 
 
-def _entries(
-    node: Node, layer: int, blocks: Mapping[CID, bytes], last: list[str]
-) -> Iterator[tuple[str, CID]]:
+def _entries(node: Node, layer: int, blocks: Mapping[CID, bytes], last: list[str]) -> Iterator[tuple[str, CID]]:
     if node.left is not None:
         yield from _visit(node.left, layer - 1, blocks, last)
     for entry in node.entries:

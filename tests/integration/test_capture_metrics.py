@@ -42,17 +42,13 @@ async def test_capture_cli_records_frames_byte_for_byte(tmp_path: Path, name: st
     corpus = mixed_corpus(60, seed=8)
     out = tmp_path / name
     async with FirehoseServer(frames=list(corpus.frames)) as server:
-        code, err = await run_capture(
-            "--upstream", server.url, "--out", str(out), "--cursor", "0", "--limit", "50"
-        )
+        code, err = await run_capture("--upstream", server.url, "--out", str(out), "--cursor", "0", "--limit", "50")
     assert code == 0, err.decode()
     assert list(read_frames(out)) == [f for _, f in corpus.frames[:50]]
 
 
 async def test_capture_cli_reports_an_unreachable_upstream(tmp_path: Path) -> None:
-    code, err = await run_capture(
-        "--upstream", "ws://127.0.0.1:9", "--out", str(tmp_path / "x.bin"), "--limit", "1"
-    )
+    code, err = await run_capture("--upstream", "ws://127.0.0.1:9", "--out", str(tmp_path / "x.bin"), "--limit", "1")
     assert code == 1 and b"cannot connect" in err
 
 

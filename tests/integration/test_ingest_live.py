@@ -88,9 +88,7 @@ async def test_live_ingest_reconnects_stores_cursor_and_resumes(
             await wait_cursor(pool, server.url, second[-1][0])
         # The second run resumed exactly after the stored cursor.
         assert first[-1][0] in server.cursors_seen
-    events = await consume_all(
-        kafka_bootstrap, topic, expect=len(corpus.expected_ops) + len(corpus.expected_other)
-    )
+    events = await consume_all(kafka_bootstrap, topic, expect=len(corpus.expected_ops) + len(corpus.expected_other))
     assert sorted(record_keys(events)) == sorted(corpus.expected_ops)  # nothing lost, nothing doubled
     others = sorted((e.kind, e.did, e.seq) for e in events if not isinstance(e, RecordEvent))
     assert others == sorted(corpus.expected_other)
@@ -120,10 +118,7 @@ async def test_two_upstreams_produce_each_event_once(
             await wait_cursor(pool, b.url, corpus.frames[-1][0])
     events = await consume_all(kafka_bootstrap, topic, expect=len(corpus.expected_ops))
     assert sorted(record_keys(events)) == sorted(corpus.expected_ops)
-    dupes = sum(
-        registry.get_sample_value("plyr_ingest_duplicates_total", {"upstream": u}) or 0
-        for u in (a.url, b.url)
-    )
+    dupes = sum(registry.get_sample_value("plyr_ingest_duplicates_total", {"upstream": u}) or 0 for u in (a.url, b.url))
     assert dupes == len(corpus.expected_ops) + len(corpus.expected_other)
     # Both upstreams see fm.plyr.* (an upstream gone blind would show zero here).
     for u in (a.url, b.url):
@@ -144,9 +139,7 @@ async def test_future_cursor_halts_the_upstream_until_an_operator_resumes(
         state = await store.load(server.url)
         assert state.halted is not None and "FutureCursor" in state.halted and state.seq == 10_000
         # Restarting does not silently resume it.
-        assert (
-            await asyncio.wait_for(app.run(plat, ingest_settings(server.url), out=sys.stdout.buffer), 30) == 1
-        )
+        assert await asyncio.wait_for(app.run(plat, ingest_settings(server.url), out=sys.stdout.buffer), 30) == 1
         assert server.connections == 1
         await app.resume_upstreams(plat, [server.url], live=False)
         state = await store.load(server.url)
@@ -169,9 +162,7 @@ async def test_outdated_cursor_is_counted_and_ingest_goes_on(
     assert sorted(record_keys(events)) == sorted(corpus.expected_ops)
 
 
-def _cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[bytes]:
+def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "plyr_index", *args],
         capture_output=True,
@@ -192,9 +183,7 @@ def test_jsonl_from_capture_file(tmp_path: Path) -> None:
     assert all(e.upstream == "file:capture.bin.zst" for e in events)
     # The garbage frame was counted and logged, not fatal.
     logs = [orjson.loads(line) for line in result.stderr.splitlines() if line.startswith(b"{")]
-    assert any(
-        entry.get("event") == "frame_dropped" and entry.get("reason") == "malformed_frame" for entry in logs
-    )
+    assert any(entry.get("event") == "frame_dropped" and entry.get("reason") == "malformed_frame" for entry in logs)
     # Only the track collection: narrower filter, fewer identity-free events.
     narrow = _cli("ingest", "--from-file", str(cap), "--to", "jsonl", "--collections", "fm.plyr.like")
     assert [decode(line).kind for line in narrow.stdout.splitlines()].count("record") == 0

@@ -65,9 +65,7 @@ def test_raw_blocks_and_empty_roots() -> None:
 
 def test_repeated_cid_keeps_the_first_block() -> None:
     cid = CID.for_dag_cbor(b"\xa0")
-    data = _car_with_header(
-        {"version": 1, "roots": [cid]}, _section(cid.raw, b"\xa0") + _section(cid.raw, b"\xf6")
-    )
+    data = _car_with_header({"version": 1, "roots": [cid]}, _section(cid.raw, b"\xa0") + _section(cid.raw, b"\xf6"))
     assert read_car(data).blocks == {cid: b"\xa0"}
 
 
@@ -112,9 +110,7 @@ def test_every_cut_inside_a_section_is_truncated() -> None:
             "bad_cid",
         ),  # CIDv0
         (
-            _car_with_header(
-                {"version": 1, "roots": []}, encode_varint(10) + CID.for_raw(b"x").raw + b"tail-bytes"
-            ),
+            _car_with_header({"version": 1, "roots": []}, encode_varint(10) + CID.for_raw(b"x").raw + b"tail-bytes"),
             "bad_section",
         ),  # the section ends inside its CID
     ],

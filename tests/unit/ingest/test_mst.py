@@ -143,9 +143,7 @@ def _raw(blocks: dict[CID, bytes], data: bytes) -> CID:
 
 def _node(blocks: dict[CID, bytes], left: CID | None, *entries: str | tuple[str, CID]) -> CID:
     """Store a node with maximal prefix compression but whatever order/heights the test asks for."""
-    items = tuple(
-        mst.Entry(e, LEAF, None) if isinstance(e, str) else mst.Entry(e[0], LEAF, e[1]) for e in entries
-    )
+    items = tuple(mst.Entry(e, LEAF, None) if isinstance(e, str) else mst.Entry(e[0], LEAF, e[1]) for e in entries)
     return _raw(blocks, mst.encode_node(mst.Node(left, items)))
 
 

@@ -77,15 +77,9 @@ def test_at_uri_fixtures_for_record_uris() -> None:
 def test_collection_filter() -> None:
     f = CollectionFilter.parse("fm.plyr.*")
     assert f.matches("fm.plyr.track") and f.matches("fm.plyr.actor.profile")
-    assert (
-        not f.matches("fm.plyrx.track") and not f.matches("fm.plyr") and not f.matches("app.bsky.feed.post")
-    )
+    assert not f.matches("fm.plyrx.track") and not f.matches("fm.plyr") and not f.matches("app.bsky.feed.post")
     both = CollectionFilter.parse("fm.plyr.track, app.bsky.feed.*")
-    assert (
-        both.matches("fm.plyr.track")
-        and both.matches("app.bsky.feed.like")
-        and not both.matches("fm.plyr.like")
-    )
+    assert both.matches("fm.plyr.track") and both.matches("app.bsky.feed.like") and not both.matches("fm.plyr.like")
     assert str(both) == "fm.plyr.track,app.bsky.feed.*"
     star = CollectionFilter.parse("*")
     assert star.matches("anything.at.all") and str(star) == "*"

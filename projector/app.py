@@ -1,0 +1,74 @@
+"""Composition root of the projector: pool, migrations, store, consumer, metrics; the batch loop.
+
+Each poll's batch goes to :meth:`projector.store.Store.apply` as one transaction with its offsets; a
+crash anywhere leaves the read models as if every event before the stored offsets was applied once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import asyncpg
+from prometheus_client import CollectorRegistry
+
+from projector.consumer import LogConsumer
+from projector.metrics import COLLECTIONS, ProjectorMetrics
+from projector.settings import ProjectorSettings
+from projector.store import BatchResult, Store, Validator
+from projector.validate import RecordValidator
+from runtime.logging import get_logger
+from runtime.metrics import MetricsServer
+from runtime.settings import PlatformSettings
+from schemas.migrate import migrate
+
+log = get_logger("projector")
+
+
+def _observe(metrics: ProjectorMetrics, result: BatchResult, size: int, seconds: float) -> None:
+    metrics.batch_size.observe(size)
+    metrics.batch_seconds.observe(seconds)
+    metrics.stale.inc(result.stale)
+    metrics.dead_letters.inc(result.dead_letters)
+    for collection, n in result.by_collection.items():
+        metrics.applied.labels(collection if collection in COLLECTIONS else "other").inc(n)
+
+
+async def open_store(pool: asyncpg.Pool, schema: str, topic: str, validator: Validator | None = None) -> Store:
+    """Migrate the read models into ``schema`` and return a store on them."""
+    async with pool.acquire() as conn:
+        await migrate(conn, "read", schema)
+    return Store(pool, schema, validator or RecordValidator(), topic)
+
+
+async def run(
+    platform: PlatformSettings, settings: ProjectorSettings, *, registry: CollectorRegistry | None = None
+) -> int:
+    """Consume and apply until cancelled."""
+    registry = registry or CollectorRegistry()
+    metrics = ProjectorMetrics(registry)
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.metrics_port:
+            await stack.enter_async_context(MetricsServer(registry, settings.metrics_host, settings.metrics_port))
+        pool = await stack.enter_async_context(asyncpg.create_pool(platform.database_url, min_size=1, max_size=4))
+        store = await open_store(pool, settings.schema_name, platform.events_topic)
+        consumer = await stack.enter_async_context(
+            LogConsumer(
+                platform.kafka_bootstrap,
+                platform.events_topic,
+                settings.group_id,
+                store.load_offsets,
+                session_timeout_ms=settings.session_timeout_ms,
+                heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            )
+        )
+        log.info("projector_start", topic=platform.events_topic, schema=settings.schema_name, group=settings.group_id)
+        async for batch in consumer.batches(max_records=settings.max_batch, timeout_ms=settings.poll_timeout_ms):
+            if not batch:
+                continue
+            start = time.perf_counter()
+            result = await store.apply(batch)
+            _observe(metrics, result, len(batch), time.perf_counter() - start)
+            for m in batch:
+                metrics.position.labels(str(m.partition)).set(m.offset + 1)
+    return 0

@@ -1,0 +1,1 @@
+"""Pure folds: (event, current ledger state) → what to write. No I/O."""

@@ -1,0 +1,23 @@
+"""Projector metrics, on the process's own registry; labels are closed sets."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+COLLECTIONS = frozenset({"fm.plyr.track", "fm.plyr.like", "fm.plyr.list", "fm.plyr.comment", "fm.plyr.actor.profile"})
+
+
+class ProjectorMetrics:
+    """The projector metric families."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        ns = "plyr_projector"
+        self.applied = Counter(f"{ns}_events_applied", "Record events applied", ["collection"], registry=registry)
+        self.stale = Counter(f"{ns}_events_stale", "Events not newer than the ledger (no-ops)", registry=registry)
+        self.dead_letters = Counter(f"{ns}_dead_letters", "Events dead-lettered", registry=registry)
+        self.batch_size = Histogram(
+            f"{ns}_batch_size", "Messages per batch", buckets=(1, 10, 100, 500, 1000, 5000, 20000), registry=registry
+        )
+        self.batch_seconds = Histogram(f"{ns}_batch_seconds", "Time to apply a batch", registry=registry)
+        self.position = Gauge(f"{ns}_next_offset", "Next offset per partition", ["partition"], registry=registry)
+        self.lag_seconds = Gauge(f"{ns}_lag_seconds", "Now minus the newest applied event time", registry=registry)

@@ -1,0 +1,455 @@
+"""The unit of work: one poll's batch → read-model rows, counts, dead letters and consumed offsets, in
+ONE Postgres transaction. The only module that opens transactions.
+
+Exactly once in effect: the batch's partitions' rows in ``offsets`` are locked first, and messages
+below the stored next offset are skipped, so a batch delivered twice (a crash after commit, a
+rebalance race between two projectors) changes nothing the second time. Record events are folded
+against the ``records`` ledger rows (locked too) with :mod:`projector.fold.ledger`. Counts are
+recomputed for exactly the tracks and artists a batch touched, counting only visible repos, so they
+stay right under re-delivery, hides and purges, and reads never aggregate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from projector.fold import rows
+from projector.fold.ledger import Decision, LedgerRow, RecordState, decide, next_row
+from schemas.codec import EnvelopeError, decode
+from schemas.envelope import AccountEvent, Event, IdentityEvent, RecordEvent
+from schemas.migrate import quote_schema
+
+# (collection, record) → None when valid, else the reason.
+Validator = Callable[[str, dict[str, Any]], str | None]
+
+TRACK, LIKE, LIST, COMMENT, PROFILE = (
+    "fm.plyr.track",
+    "fm.plyr.like",
+    "fm.plyr.list",
+    "fm.plyr.comment",
+    "fm.plyr.actor.profile",
+)
+_TABLES = {TRACK: "tracks", LIKE: "likes", LIST: "lists", COMMENT: "comments"}
+
+
+@dataclass(frozen=True, slots=True)
+class LogMessage:
+    """One message of the log as the consumer got it."""
+
+    partition: int
+    offset: int
+    value: bytes
+
+
+@dataclass
+class BatchResult:
+    """What a batch did."""
+
+    applied: int = 0
+    stale: int = 0
+    skipped_offsets: int = 0
+    dead_letters: int = 0
+    by_collection: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Plan:
+    ledger: dict[tuple[str, str, str], LedgerRow] = field(default_factory=dict)
+    # uri → row values (upsert) or None (delete), per collection; last write in the batch wins
+    writes: dict[str, dict[str, tuple[RecordEvent, Any, datetime] | None]] = field(
+        default_factory=lambda: {c: {} for c in (TRACK, LIKE, LIST, COMMENT, PROFILE)}
+    )
+    dead: list[tuple[int, int, str | None, str | None, str | None, str | None, str, str | None]] = field(
+        default_factory=list
+    )
+    handles: dict[str, str | None] = field(default_factory=dict)
+    statuses: dict[str, tuple[bool, str | None]] = field(default_factory=dict)
+    dids: set[str] = field(default_factory=set)
+    # uris deleted and created again within the batch: their old row is replaced, not updated
+    reborn: set[str] = field(default_factory=set)
+
+
+def _row_for(collection: str, event: RecordEvent) -> Any:
+    record = event.record
+    assert record is not None and event.cid is not None
+    if collection == TRACK:
+        return rows.track(record, event.cid)
+    if collection == LIKE:
+        return rows.like(record)
+    if collection == COMMENT:
+        return rows.comment(record)
+    if collection == LIST:
+        return rows.list_(record, event.cid)
+    return rows.profile(record)
+
+
+class Store:
+    """Applies batches to the read models in ``schema``."""
+
+    def __init__(self, pool: asyncpg.Pool, schema: str, validator: Validator, topic: str) -> None:
+        self._pool = pool
+        self._schema = quote_schema(schema)
+        self._validate = validator
+        self._topic = topic
+
+    async def load_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
+        """The next offset to consume per partition (absent: start from the beginning)."""
+        rows_ = await self._pool.fetch(
+            f"SELECT partition, next_offset FROM {self._schema}.offsets WHERE topic = $1 AND partition = ANY($2)",
+            self._topic,
+            list(partitions),
+        )
+        return {r["partition"]: r["next_offset"] for r in rows_}
+
+    async def apply(self, messages: Sequence[LogMessage]) -> BatchResult:
+        """Apply a batch (any partitions, offsets ascending per partition) in one transaction."""
+        result = BatchResult()
+        if not messages:
+            return result
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SET LOCAL search_path TO {self._schema}, public")
+            fresh = await self._claim_offsets(conn, messages, result)
+            events: list[tuple[LogMessage, Event]] = []
+            plan = _Plan()
+            for msg in fresh:
+                try:
+                    events.append((msg, decode(msg.value)))
+                except EnvelopeError as err:
+                    plan.dead.append((msg.partition, msg.offset, None, None, None, None, f"envelope: {err}", None))
+            await self._fold(conn, events, plan, result)
+            await self._write(conn, plan)
+            await self._store_offsets(conn, fresh)
+        result.dead_letters = len(plan.dead)
+        return result
+
+    async def _claim_offsets(
+        self, conn: asyncpg.Connection, messages: Sequence[LogMessage], result: BatchResult
+    ) -> list[LogMessage]:
+        partitions = sorted({m.partition for m in messages})
+        await conn.executemany(
+            "INSERT INTO offsets (topic, partition, next_offset) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+            [(self._topic, p) for p in partitions],
+        )
+        stored = {
+            r["partition"]: r["next_offset"]
+            for r in await conn.fetch(
+                "SELECT partition, next_offset FROM offsets WHERE topic = $1 AND partition = ANY($2)"
+                " ORDER BY partition FOR UPDATE",
+                self._topic,
+                partitions,
+            )
+        }
+        fresh = [m for m in messages if m.offset >= stored[m.partition]]
+        result.skipped_offsets = len(messages) - len(fresh)
+        return fresh
+
+    async def _fold(
+        self,
+        conn: asyncpg.Connection,
+        events: list[tuple[LogMessage, Event]],
+        plan: _Plan,
+        result: BatchResult,
+    ) -> None:
+        keys = {(e.did, e.collection, e.rkey) for _, e in events if isinstance(e, RecordEvent)}
+        if keys:
+            dids, cols, rkeys = (list(x) for x in zip(*keys, strict=True))
+            for r in await conn.fetch(
+                "SELECT r.did, r.collection, r.rkey, r.rev, r.state, r.cid FROM records r"
+                " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(did, collection, rkey)"
+                " USING (did, collection, rkey) FOR UPDATE OF r",
+                dids,
+                cols,
+                rkeys,
+            ):
+                plan.ledger[(r["did"], r["collection"], r["rkey"])] = LedgerRow(
+                    r["rev"], RecordState(r["state"]), r["cid"]
+                )
+        for msg, event in events:
+            plan.dids.add(event.did)
+            if isinstance(event, IdentityEvent):
+                plan.handles[event.did] = event.handle
+            elif isinstance(event, AccountEvent):
+                plan.statuses[event.did] = (event.active, event.status)
+                # A purge drops what the batch planned for the repo before it.
+                if event.status == "deleted":
+                    for writes in plan.writes.values():
+                        for uri in [u for u in writes if u.startswith(f"at://{event.did}/")]:
+                            del writes[uri]
+            elif isinstance(event, RecordEvent):
+                self._fold_record(msg, event, plan, result)
+
+    def _fold_record(self, msg: LogMessage, event: RecordEvent, plan: _Plan, result: BatchResult) -> None:
+        key = (event.did, event.collection, event.rkey)
+        if event.collection not in plan.writes:
+            reason: str | None = f"collection {event.collection} is not indexed"
+        elif event.record is None:
+            reason = None
+        elif event.collection == PROFILE and event.rkey != "self":
+            reason = "profile record key must be 'self'"
+        else:
+            reason = self._validate(event.collection, event.record)
+        decision = decide(event, plan.ledger.get(key), valid=reason is None)
+        if decision is Decision.STALE:
+            result.stale += 1
+            return
+        plan.ledger[key] = next_row(event, decision)
+        result.applied += 1
+        result.by_collection[event.collection] = result.by_collection.get(event.collection, 0) + 1
+        writes = plan.writes.get(event.collection)
+        if decision is Decision.UPSERT:
+            assert writes is not None
+            try:
+                # indexedAt is when the index first saw this life of the record: an update in the same
+                # batch as its create keeps the create's time, as it would across two batches.
+                earlier = writes.get(event.uri)
+                first_seen = earlier[2] if earlier is not None else event.time
+                if event.uri in writes and earlier is None:
+                    # Deleted earlier in this batch: a new life, so the old row must go first.
+                    plan.reborn.add(event.uri)
+                writes[event.uri] = (event, _row_for(event.collection, event), first_seen)
+                return
+            except (KeyError, TypeError, ValueError) as err:
+                # The lexicon passed it but a field still cannot be read (e.g. a datetime Python
+                # cannot represent): dead-letter rather than crash.
+                reason = f"unprojectable: {err}"
+                plan.ledger[key] = next_row(event, Decision.INVALID)
+        if writes is not None:
+            writes[event.uri] = None
+        if reason is not None:
+            raw = orjson.dumps(event.record).decode() if event.record is not None else None
+            plan.dead.append(
+                (msg.partition, msg.offset, event.did, event.collection, event.rkey, event.rev, reason, raw)
+            )
+
+    async def _write(self, conn: asyncpg.Connection, plan: _Plan) -> None:
+        if plan.dids:
+            await conn.executemany(
+                "INSERT INTO artists (did) VALUES ($1) ON CONFLICT DO NOTHING",
+                [(d,) for d in sorted(plan.dids)],
+            )
+        if plan.ledger:
+            await conn.executemany(
+                "INSERT INTO records (did, collection, rkey, rev, state, cid) VALUES ($1, $2, $3, $4, $5, $6)"
+                " ON CONFLICT (did, collection, rkey) DO UPDATE SET rev = EXCLUDED.rev, state = EXCLUDED.state,"
+                " cid = EXCLUDED.cid, updated_at = now()",
+                [(d, c, k, r.rev, r.state.value, r.cid) for (d, c, k), r in plan.ledger.items()],
+            )
+        tracks: set[str] = set()
+        artists: set[str] = set()
+        await self._write_records(conn, plan, tracks, artists)
+        await self._write_repos(conn, plan, tracks, artists)
+        if plan.dead:
+            await conn.executemany(
+                'INSERT INTO dead_letters (topic, partition, "offset", did, collection, rkey, rev, reason, raw)'
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) ON CONFLICT DO NOTHING",
+                [(self._topic, *d) for d in plan.dead],
+            )
+        await self._recount(conn, tracks, artists)
+
+    async def _write_records(self, conn: asyncpg.Connection, plan: _Plan, tracks: set[str], artists: set[str]) -> None:
+        # Subjects whose counts change: the old subject of every changed like/comment, and the new one.
+        for collection in (LIKE, COMMENT):
+            uris = list(plan.writes[collection])
+            if uris:
+                old = await conn.fetch(f"SELECT subject_uri FROM {_TABLES[collection]} WHERE uri = ANY($1)", uris)
+                tracks.update(r["subject_uri"] for r in old)
+        for collection, table in _TABLES.items():
+            gone = [uri for uri, w in plan.writes[collection].items() if w is None or uri in plan.reborn]
+            if gone:
+                await conn.execute(f"DELETE FROM {table} WHERE uri = ANY($1)", gone)
+        track_rows = [w for w in plan.writes[TRACK].values() if w is not None]
+        if track_rows:
+            await conn.executemany(
+                "INSERT INTO tracks (uri, did, rkey, cid, title, artist, album, duration, file_type, audio_url,"
+                " audio_blob_cid, audio_blob_mime, audio_blob_size, image_url, features, feature_dids,"
+                " description, labels, support_gate, created_at, indexed_at, sort_at)"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15::jsonb,$16,$17,$18::jsonb,$19::jsonb,"
+                " $20::timestamptz, $21::timestamptz, LEAST($20::timestamptz, $21::timestamptz))"
+                " ON CONFLICT (uri) DO UPDATE SET cid = EXCLUDED.cid, title = EXCLUDED.title,"
+                " artist = EXCLUDED.artist, album = EXCLUDED.album, duration = EXCLUDED.duration,"
+                " file_type = EXCLUDED.file_type, audio_url = EXCLUDED.audio_url,"
+                " audio_blob_cid = EXCLUDED.audio_blob_cid, audio_blob_mime = EXCLUDED.audio_blob_mime,"
+                " audio_blob_size = EXCLUDED.audio_blob_size, image_url = EXCLUDED.image_url,"
+                " features = EXCLUDED.features, feature_dids = EXCLUDED.feature_dids,"
+                " description = EXCLUDED.description, labels = EXCLUDED.labels,"
+                " support_gate = EXCLUDED.support_gate, created_at = EXCLUDED.created_at,"
+                " sort_at = LEAST(EXCLUDED.created_at, tracks.indexed_at)",
+                [
+                    (
+                        e.uri,
+                        e.did,
+                        e.rkey,
+                        r.cid,
+                        r.title,
+                        r.artist,
+                        r.album,
+                        r.duration,
+                        r.file_type,
+                        r.audio_url,
+                        r.audio_blob_cid,
+                        r.audio_blob_mime,
+                        r.audio_blob_size,
+                        r.image_url,
+                        r.features,
+                        r.feature_dids,
+                        r.description,
+                        r.labels,
+                        r.support_gate,
+                        r.created_at,
+                        seen,
+                    )
+                    for e, r, seen in track_rows
+                ],
+            )
+        artists.update(uri.split("/")[2] for uri in plan.writes[TRACK])
+        tracks.update(plan.writes[TRACK])
+        like_rows = [w for w in plan.writes[LIKE].values() if w is not None]
+        if like_rows:
+            await conn.executemany(
+                "INSERT INTO likes (uri, did, subject_uri, subject_cid, created_at, indexed_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (uri) DO UPDATE SET subject_uri = EXCLUDED.subject_uri,"
+                " subject_cid = EXCLUDED.subject_cid, created_at = EXCLUDED.created_at",
+                [(e.uri, e.did, r.subject_uri, r.subject_cid, r.created_at, seen) for e, r, seen in like_rows],
+            )
+            tracks.update(r.subject_uri for _, r, _ in like_rows)
+        comment_rows = [w for w in plan.writes[COMMENT].values() if w is not None]
+        if comment_rows:
+            await conn.executemany(
+                "INSERT INTO comments (uri, did, subject_uri, subject_cid, text, timestamp_ms, created_at,"
+                " updated_at, indexed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (uri) DO UPDATE"
+                " SET subject_uri = EXCLUDED.subject_uri, subject_cid = EXCLUDED.subject_cid, text = EXCLUDED.text,"
+                " timestamp_ms = EXCLUDED.timestamp_ms, created_at = EXCLUDED.created_at,"
+                " updated_at = EXCLUDED.updated_at",
+                [
+                    (
+                        e.uri,
+                        e.did,
+                        r.subject_uri,
+                        r.subject_cid,
+                        r.text,
+                        r.timestamp_ms,
+                        r.created_at,
+                        r.updated_at,
+                        seen,
+                    )
+                    for e, r, seen in comment_rows
+                ],
+            )
+            tracks.update(r.subject_uri for _, r, _ in comment_rows)
+        list_rows = [w for w in plan.writes[LIST].values() if w is not None]
+        if list_rows:
+            await conn.executemany(
+                "INSERT INTO lists (uri, did, rkey, cid, name, list_type, item_count, created_at, updated_at,"
+                " indexed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (uri) DO UPDATE SET"
+                " cid = EXCLUDED.cid, name = EXCLUDED.name, list_type = EXCLUDED.list_type,"
+                " item_count = EXCLUDED.item_count, created_at = EXCLUDED.created_at,"
+                " updated_at = EXCLUDED.updated_at",
+                [
+                    (
+                        e.uri,
+                        e.did,
+                        e.rkey,
+                        r.cid,
+                        r.name,
+                        r.list_type,
+                        len(r.items),
+                        r.created_at,
+                        r.updated_at,
+                        seen,
+                    )
+                    for e, r, seen in list_rows
+                ],
+            )
+            await conn.execute("DELETE FROM list_items WHERE list_uri = ANY($1)", [e.uri for e, _, _ in list_rows])
+            await conn.executemany(
+                "INSERT INTO list_items (list_uri, position, subject_uri, subject_cid) VALUES ($1, $2, $3, $4)",
+                [(e.uri, i, s_uri, s_cid) for e, r, _ in list_rows for i, (s_uri, s_cid) in enumerate(r.items)],
+            )
+        for uri, w in plan.writes[PROFILE].items():
+            did = uri.split("/")[2]
+            row = w[1] if w is not None else rows.ProfileRow(None, None, None)
+            await conn.execute(
+                "UPDATE artists SET bio = $2, avatar = $3, profile_created_at = $4, updated_at = now() WHERE did = $1",
+                did,
+                row.bio,
+                row.avatar,
+                row.created_at,
+            )
+
+    async def _write_repos(self, conn: asyncpg.Connection, plan: _Plan, tracks: set[str], artists: set[str]) -> None:
+        if plan.handles:
+            await conn.executemany(
+                "UPDATE artists SET handle = $2, updated_at = now() WHERE did = $1",
+                list(plan.handles.items()),
+            )
+        if not plan.statuses:
+            return
+        dids = list(plan.statuses)
+        # Everything whose visible counts depend on these repos: their tracks, and what they liked or
+        # commented on.
+        for r in await conn.fetch(
+            "SELECT uri AS u FROM tracks WHERE did = ANY($1)"
+            " UNION SELECT subject_uri FROM likes WHERE did = ANY($1)"
+            " UNION SELECT subject_uri FROM comments WHERE did = ANY($1)",
+            dids,
+        ):
+            tracks.add(r["u"])
+        artists.update(dids)
+        await conn.executemany(
+            "UPDATE artists SET active = $2, status = $3, updated_at = now() WHERE did = $1",
+            [(did, active, status) for did, (active, status) in plan.statuses.items()],
+        )
+        purged = [did for did, (_, status) in plan.statuses.items() if status == "deleted"]
+        if purged:
+            for table in ("tracks", "likes", "comments", "lists"):
+                await conn.execute(f"DELETE FROM {table} WHERE did = ANY($1)", purged)
+            # The ledger keeps tombstones, so nothing older can bring the repo's records back.
+            await conn.execute(
+                "UPDATE records SET state = 'deleted', cid = NULL, updated_at = now() WHERE did = ANY($1)",
+                purged,
+            )
+            await conn.execute(
+                "UPDATE artists SET bio = NULL, avatar = NULL, profile_created_at = NULL WHERE did = ANY($1)",
+                purged,
+            )
+
+    async def _recount(self, conn: asyncpg.Connection, tracks: set[str], artists: set[str]) -> None:
+        if tracks:
+            uris = sorted(tracks)
+            await conn.execute(
+                "UPDATE tracks t SET"
+                " like_count = (SELECT count(DISTINCT l.did) FROM likes l JOIN artists a ON a.did = l.did"
+                "   WHERE l.subject_uri = t.uri AND a.active AND NOT a.local_takedown),"
+                " comment_count = (SELECT count(*) FROM comments c JOIN artists a ON a.did = c.did"
+                "   WHERE c.subject_uri = t.uri AND a.active AND NOT a.local_takedown)"
+                " WHERE t.uri = ANY($1)",
+                uris,
+            )
+            for r in await conn.fetch("SELECT DISTINCT did FROM tracks WHERE uri = ANY($1)", uris):
+                artists.add(r["did"])
+        if artists:
+            await conn.execute(
+                "UPDATE artists ar SET"
+                " track_count = s.n, total_duration = s.d, likes_received = s.l, updated_at = now()"
+                " FROM (SELECT a.did, count(t.uri) AS n, coalesce(sum(t.duration), 0) AS d,"
+                "   coalesce(sum(t.like_count), 0) AS l FROM unnest($1::text[]) AS a(did)"
+                "   LEFT JOIN tracks t ON t.did = a.did GROUP BY a.did) s"
+                " WHERE ar.did = s.did",
+                sorted(artists),
+            )
+
+    async def _store_offsets(self, conn: asyncpg.Connection, messages: Sequence[LogMessage]) -> None:
+        last: dict[int, int] = {}
+        for m in messages:
+            last[m.partition] = max(last.get(m.partition, -1), m.offset)
+        if last:
+            await conn.executemany(
+                "UPDATE offsets SET next_offset = $3, updated_at = now() WHERE topic = $1 AND partition = $2",
+                [(self._topic, p, o + 1) for p, o in last.items()],
+            )

@@ -1,0 +1,327 @@
+"""The projector on the real broker and Postgres: ordering, tombstones, dead letters, account
+lifecycle, counts, kill -9, two consumers with a rebalance, each compared with the expected state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+import asyncpg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from ingest.producer import KafkaSink, ensure_topic
+from projector import app
+from projector.settings import ProjectorSettings
+from runtime.settings import PlatformSettings
+from schemas.envelope import Event
+from tests.fixtures import events as ev
+
+pytestmark = pytest.mark.integration
+
+A = "did:plc:artistaaaaaaaaaaaaaaaaaa"
+B = "did:plc:listenerbbbbbbbbbbbbbbbb"
+C = "did:plc:listenercccccccccccccccc"
+TRACK = "fm.plyr.track"
+
+
+async def produce(bootstrap: str, topic: str, events: Sequence[Event], partitions: int = 3) -> None:
+    await ensure_topic(bootstrap, topic, partitions)
+    async with KafkaSink(bootstrap, topic, idempotence=False, compression="none") as sink:
+        for event in events:
+            await sink.send(event)
+        await sink.flush()
+
+
+def settings(schema: str, group: str | None = None) -> ProjectorSettings:
+    return ProjectorSettings(
+        schema_name=schema,
+        group_id=group or f"g-{uuid.uuid4().hex[:8]}",
+        metrics_port=0,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+        max_batch=50,
+    )
+
+
+async def applied(pool: asyncpg.Pool, schema: str, topic: str) -> int:
+    try:
+        value = await pool.fetchval(
+            f"SELECT coalesce(sum(next_offset), 0) FROM {schema}.offsets WHERE topic = $1", topic
+        )
+    except asyncpg.UndefinedTableError:
+        return 0
+    return int(value)
+
+
+_RUNNING: list[asyncio.Task[int]] = []
+
+
+async def wait_applied(pool: asyncpg.Pool, schema: str, topic: str, total: int, timeout: float = 60) -> None:
+    async with asyncio.timeout(timeout):
+        while await applied(pool, schema, topic) < total:
+            for task in _RUNNING:
+                if task.done():
+                    task.result()  # surface a crashed in-process projector instead of timing out
+            await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def projecting(plat: PlatformSettings, st: ProjectorSettings) -> AsyncIterator[None]:
+    task = asyncio.create_task(app.run(plat, st, registry=CollectorRegistry()))
+    _RUNNING.append(task)
+    try:
+        yield
+    finally:
+        _RUNNING.remove(task)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def project_all(
+    bootstrap: str, database_url: str, pool: asyncpg.Pool, topic: str, events: Sequence[Event], schema: str
+) -> None:
+    await produce(bootstrap, topic, events)
+    plat = PlatformSettings(kafka_bootstrap=bootstrap, database_url=database_url, events_topic=topic)
+    async with projecting(plat, settings(schema)):
+        await wait_applied(pool, schema, topic, len(events))
+
+
+def uri(did: str, collection: str, rkey: str) -> str:
+    return f"at://{did}/{collection}/{rkey}"
+
+
+async def test_rows_ordering_tombstones_counts_and_dead_letters(
+    kafka_bootstrap: str, database_url: str, pool: asyncpg.Pool, topic: str
+) -> None:
+    t1 = ev.track("First", duration=100, features=[{"did": C}])
+    t1_uri, t1_cid = uri(A, TRACK, "3t1aaaaaaaaaa"), ev.cid_of(t1)
+    t2_uri = uri(A, TRACK, "3t2aaaaaaaaaa")
+    events: list[Event] = [
+        ev.identity(A, 1, "artist.test"),
+        ev.put(A, TRACK, "3t1aaaaaaaaaa", 2, t1),
+        # Out of order: the update (rev 5) arrives before an older update (rev 4), and twice.
+        ev.put(A, TRACK, "3t1aaaaaaaaaa", 5, ev.track("Final title", duration=120), create=False),
+        ev.put(A, TRACK, "3t1aaaaaaaaaa", 4, ev.track("Stale title"), create=False),
+        ev.put(A, TRACK, "3t1aaaaaaaaaa", 5, ev.track("Final title", duration=120), create=False),
+        # Delete, then a late create with an older rev: must not resurrect.
+        ev.put(A, TRACK, "3t2aaaaaaaaaa", 6, ev.track("Gone")),
+        ev.delete(A, TRACK, "3t2aaaaaaaaaa", 8),
+        ev.put(A, TRACK, "3t2aaaaaaaaaa", 7, ev.track("Gone")),
+        # Likes (one liker twice via two records counts once as a distinct liker) and comments.
+        ev.put(B, "fm.plyr.like", "3l1bbbbbbbbbb", 10, ev.like(t1_uri, t1_cid)),
+        ev.put(C, "fm.plyr.like", "3l2cccccccccc", 11, ev.like(t1_uri, t1_cid)),
+        ev.put(C, "fm.plyr.like", "3l3cccccccccc", 12, ev.like(t1_uri, t1_cid)),
+        ev.put(B, "fm.plyr.comment", "3c1bbbbbbbbbb", 13, ev.comment(t1_uri, t1_cid, "at the drop", 61_000)),
+        # A playlist whose second item is not indexed (yet): kept, in order.
+        ev.put(B, "fm.plyr.list", "3p1bbbbbbbbbb", 14, ev.playlist("mix", [(t1_uri, t1_cid), (t2_uri, t1_cid)])),
+        ev.put(
+            A,
+            "fm.plyr.actor.profile",
+            "self",
+            15,
+            {"$type": "fm.plyr.actor.profile", "bio": "hi", "createdAt": "2026-10-01T00:00:00Z"},
+        ),
+        # Invalid: no title. Dead-lettered; nothing else is lost.
+        ev.put(
+            A,
+            TRACK,
+            "3t3aaaaaaaaaa",
+            16,
+            {"$type": TRACK, "artist": "x", "fileType": "mp3", "createdAt": "2026-10-01T00:00:00Z"},
+        ),
+    ]
+    schema = "proj_a"
+    await project_all(kafka_bootstrap, database_url, pool, topic, events, schema)
+    track = await pool.fetchrow(f"SELECT * FROM {schema}.tracks WHERE uri = $1", t1_uri)
+    assert track is not None
+    assert (track["title"], track["duration"], track["like_count"], track["comment_count"]) == (
+        "Final title",
+        120,
+        2,
+        1,
+    )
+    assert track["sort_at"] <= track["indexed_at"]
+    assert await pool.fetchval(f"SELECT count(*) FROM {schema}.tracks WHERE uri = $1", t2_uri) == 0
+    ledger = await pool.fetchrow(f"SELECT state, rev FROM {schema}.records WHERE rkey = '3t2aaaaaaaaaa'")
+    assert ledger is not None and (ledger["state"], ledger["rev"]) == ("deleted", ev.rev(8))
+    items = await pool.fetch(f"SELECT position, subject_uri FROM {schema}.list_items ORDER BY position")
+    assert [(r["position"], r["subject_uri"]) for r in items] == [(0, t1_uri), (1, t2_uri)]
+    artist = await pool.fetchrow(f"SELECT * FROM {schema}.artists WHERE did = $1", A)
+    assert artist is not None
+    assert (
+        artist["handle"],
+        artist["bio"],
+        artist["track_count"],
+        artist["likes_received"],
+        artist["total_duration"],
+    ) == ("artist.test", "hi", 1, 2, 120)
+    dead = await pool.fetch(f'SELECT rkey, reason, raw, "offset" FROM {schema}.dead_letters')
+    assert [d["rkey"] for d in dead] == ["3t3aaaaaaaaaa"] and "title" in dead[0]["reason"]
+
+
+async def test_account_lifecycle_hides_restores_and_purges(
+    kafka_bootstrap: str, database_url: str, pool: asyncpg.Pool, topic: str
+) -> None:
+    t = ev.track("Song")
+    t_uri, t_cid = uri(A, TRACK, "3t1aaaaaaaaaa"), ev.cid_of(t)
+    base: list[Event] = [
+        ev.put(A, TRACK, "3t1aaaaaaaaaa", 1, t),
+        ev.put(B, "fm.plyr.like", "3l1bbbbbbbbbb", 2, ev.like(t_uri, t_cid)),
+        ev.put(C, "fm.plyr.like", "3l1cccccccccc", 3, ev.like(t_uri, t_cid)),
+    ]
+    schema = "proj_b"
+    plat = PlatformSettings(kafka_bootstrap=kafka_bootstrap, database_url=database_url, events_topic=topic)
+    st = settings(schema)
+    steps: list[tuple[list[Event], int, bool]] = [
+        (base, 2, True),
+        ([ev.account(B, 4, False, "takendown")], 1, True),  # a hidden liker stops counting
+        ([ev.account(B, 5, True)], 2, True),  # reactivated: counts again
+        ([ev.account(C, 6, False, "deleted")], 1, True),  # purged: its like is gone for good
+        ([ev.put(C, "fm.plyr.like", "3l1cccccccccc", 3, ev.like(t_uri, t_cid))], 1, True),  # late re-delivery
+    ]
+    total = 0
+    async with projecting(plat, st):
+        for batch, likes, _ in steps:
+            await produce(kafka_bootstrap, topic, batch)
+            total += len(batch)
+            await wait_applied(pool, schema, topic, total)
+            assert await pool.fetchval(f"SELECT like_count FROM {schema}.tracks WHERE uri = $1", t_uri) == likes
+    assert await pool.fetchval(f"SELECT count(*) FROM {schema}.likes WHERE did = $1", C) == 0
+    assert await pool.fetchval(f"SELECT state FROM {schema}.records WHERE did = $1", C) == "deleted"
+    assert await pool.fetchval(f"SELECT likes_received FROM {schema}.artists WHERE did = $1", A) == 1
+
+
+def workload(n: int, seed: int) -> list[Event]:
+    """A random but valid mix of creates, updates, deletes, likes, comments, lists and account changes."""
+    rng = random.Random(seed)
+    artists = [f"did:plc:art{i:021d}" for i in range(5)]
+    listeners = [f"did:plc:lis{i:021d}" for i in range(8)]
+    tracks: dict[str, str] = {}
+    out: list[Event] = []
+    for n_ in range(1, n + 1):
+        roll = rng.random()
+        if roll < 0.35 or not tracks:
+            did, rkey = rng.choice(artists), f"3t{rng.randrange(40):011d}"
+            rec = ev.track(f"t{n_}", duration=rng.randrange(60, 400))
+            out.append(ev.put(did, TRACK, rkey, n_, rec))
+            tracks[uri(did, TRACK, rkey)] = ev.cid_of(rec)
+        elif roll < 0.45:
+            u = rng.choice(list(tracks))
+            did, _, _, rkey = u[5:].split("/", 3)[0], None, None, u.rsplit("/", 1)[1]
+            out.append(ev.delete(did, TRACK, rkey, n_))
+        elif roll < 0.75:
+            u = rng.choice(list(tracks))
+            out.append(
+                ev.put(rng.choice(listeners), "fm.plyr.like", f"3l{rng.randrange(60):011d}", n_, ev.like(u, tracks[u]))
+            )
+        elif roll < 0.82:
+            out.append(ev.delete(rng.choice(listeners), "fm.plyr.like", f"3l{rng.randrange(60):011d}", n_))
+        elif roll < 0.9:
+            u = rng.choice(list(tracks))
+            out.append(
+                ev.put(
+                    rng.choice(listeners),
+                    "fm.plyr.comment",
+                    f"3c{rng.randrange(30):011d}",
+                    n_,
+                    ev.comment(u, tracks[u], f"c{n_}", rng.randrange(100_000)),
+                )
+            )
+        elif roll < 0.95:
+            items = [(u, tracks[u]) for u in rng.sample(list(tracks), min(3, len(tracks)))]
+            out.append(
+                ev.put(
+                    rng.choice(listeners),
+                    "fm.plyr.list",
+                    f"3p{rng.randrange(10):011d}",
+                    n_,
+                    ev.playlist(f"p{n_}", items),
+                )
+            )
+        else:
+            out.append(ev.account(rng.choice(listeners), n_, rng.random() < 0.5, None))
+    return out
+
+
+TABLES = {
+    "records": "did, collection, rkey, rev, state, cid",
+    "tracks": "uri, cid, title, duration, like_count, comment_count, indexed_at, sort_at",
+    "likes": "uri, subject_uri",
+    "comments": "uri, text, timestamp_ms",
+    "lists": "uri, name, item_count",
+    "list_items": "list_uri, position, subject_uri",
+    "artists": "did, active, status, track_count, likes_received, total_duration",
+}
+
+
+async def snapshot(pool: asyncpg.Pool, schema: str) -> dict[str, list[tuple[object, ...]]]:
+    return {
+        t: [tuple(r) for r in await pool.fetch(f"SELECT {cols} FROM {schema}.{t} ORDER BY {cols}")]
+        for t, cols in TABLES.items()
+    }
+
+
+@pytest.mark.slow
+async def test_kill9_and_a_rebalance_end_equal_to_a_clean_run(
+    kafka_bootstrap: str, database_url: str, pool: asyncpg.Pool, topic: str
+) -> None:
+    events = workload(1500, seed=21)
+    await produce(kafka_bootstrap, topic, events)
+    plat = PlatformSettings(kafka_bootstrap=kafka_bootstrap, database_url=database_url, events_topic=topic)
+    # Reference: one projector, no interruptions.
+    async with projecting(plat, settings("proj_ref")):
+        await wait_applied(pool, "proj_ref", topic, len(events))
+    # Under test: subprocess projectors in one group, killed -9 at random, a second member joining.
+    env = {
+        **os.environ,
+        "PLYR_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "PLYR_DATABASE_URL": database_url,
+        "PLYR_EVENTS_TOPIC": topic,
+        "PROJECTOR_SCHEMA_NAME": "proj_chaos",
+        "PROJECTOR_GROUP_ID": "chaos",
+        "PROJECTOR_METRICS_PORT": "0",
+        "PROJECTOR_MAX_BATCH": "40",
+        "PROJECTOR_SESSION_TIMEOUT_MS": "2000",
+        "PROJECTOR_HEARTBEAT_INTERVAL_MS": "300",
+    }
+
+    async def start() -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "plyr_index",
+            "project",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+    rng = random.Random(5)
+    first, second = await start(), await start()
+    kills = 0
+    # Three kills at random moments, whether or not the log is through by then.
+    while kills < 3:
+        await asyncio.sleep(rng.uniform(0.3, 1.2))
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+        kills += 1
+        first = await start()
+    await wait_applied(pool, "proj_chaos", topic, len(events), timeout=90)
+    for proc in (first, second):
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 20)
+    got, want = await snapshot(pool, "proj_chaos"), await snapshot(pool, "proj_ref")
+    differences = {
+        t: (sorted(set(got[t]) - set(want[t]))[:3], sorted(set(want[t]) - set(got[t]))[:3])
+        for t in TABLES
+        if got[t] != want[t]
+    }
+    assert not differences, f"chaos run differs from the clean run (got, want): {differences}"
