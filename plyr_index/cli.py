@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.__main__:main", "follow firehose upstreams (or a capture) into Kafka"),
     "capture": ("ingest.__main__:capture_main", "record an upstream's raw frames to a file"),
     "project": ("projector.__main__:main", "fold the event log into the Postgres read models"),
+    "replay": ("projector.__main__:replay_main", "rebuild the read models from offset 0 and swap them in"),
     "migrate": ("plyr_index.migrate_cmd:main", "apply the database migrations"),
 }
 

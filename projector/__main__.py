@@ -32,5 +32,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if code is None else code
 
 
+def replay_main(argv: list[str] | None = None) -> int:
+    """``plyr-index replay``: rebuild the read models from offset 0 and swap them in."""
+    p = argparse.ArgumentParser(
+        prog="plyr-index replay",
+        description="Rebuild every read model from offset 0 into a fresh schema while the live one serves, then swap.",
+    )
+    p.add_argument("--schema", dest="schema_name", help="the live read-model schema (env PROJECTOR_SCHEMA_NAME)")
+    args = p.parse_args(argv)
+    from projector.settings import load_projector
+
+    try:
+        platform = load_platform()
+        settings = load_projector(schema_name=args.schema_name, metrics_port=0)
+    except SettingsError as err:
+        print(f"plyr-index replay: {err}", file=sys.stderr)  # noqa: T201
+        return 2
+    configure(platform.log_level, platform.log_format)
+    from projector import app
+
+    result = run_until_signalled(app.rebuild(platform, settings))
+    return 0 if result is not None else 1
+
+
 if __name__ == "__main__":
     sys.exit(main())

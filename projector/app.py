@@ -14,13 +14,14 @@ from prometheus_client import CollectorRegistry
 
 from projector.consumer import LogConsumer
 from projector.metrics import COLLECTIONS, ProjectorMetrics
+from projector.rebuild import ReplayResult, replay
 from projector.settings import ProjectorSettings
 from projector.store import BatchResult, Store, Validator
 from projector.validate import RecordValidator
 from runtime.logging import get_logger
 from runtime.metrics import MetricsServer
 from runtime.settings import PlatformSettings
-from schemas.migrate import migrate
+from schemas.migrate import migrate, quote_schema
 
 log = get_logger("projector")
 
@@ -39,6 +40,23 @@ async def open_store(pool: asyncpg.Pool, schema: str, topic: str, validator: Val
     async with pool.acquire() as conn:
         await migrate(conn, "read", schema)
     return Store(pool, schema, validator or RecordValidator(), topic)
+
+
+async def rebuild(platform: PlatformSettings, settings: ProjectorSettings) -> ReplayResult:
+    """Replay the whole log into ``<schema>_next`` and swap it in as ``<schema>``."""
+    fresh = f"{settings.schema_name}_next"[:63]
+    async with asyncpg.create_pool(platform.database_url, min_size=1, max_size=4) as pool:
+        await pool.execute(f"DROP SCHEMA IF EXISTS {quote_schema(fresh)} CASCADE")  # a replay that died midway
+        store = await open_store(pool, fresh, platform.events_topic)
+        return await replay(
+            pool,
+            store,
+            bootstrap=platform.kafka_bootstrap,
+            topic=platform.events_topic,
+            live=settings.schema_name,
+            fresh=fresh,
+            max_batch=settings.max_batch,
+        )
 
 
 async def run(

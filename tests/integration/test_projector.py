@@ -325,3 +325,26 @@ async def test_kill9_and_a_rebalance_end_equal_to_a_clean_run(
         if got[t] != want[t]
     }
     assert not differences, f"chaos run differs from the clean run (got, want): {differences}"
+
+
+async def test_replay_equals_incremental_and_swaps_under_a_live_projector(
+    kafka_bootstrap: str, database_url: str, pool: asyncpg.Pool, topic: str
+) -> None:
+    events = workload(600, seed=31)
+    await produce(kafka_bootstrap, topic, events)
+    plat = PlatformSettings(kafka_bootstrap=kafka_bootstrap, database_url=database_url, events_topic=topic)
+    live = settings("proj_live")
+    async with projecting(plat, live):
+        await wait_applied(pool, "proj_live", topic, len(events))
+        incremental = await snapshot(pool, "proj_live")
+        result = await app.rebuild(plat, live)
+        assert result.schema == "proj_live" and result.old_schema is not None and result.events == len(events)
+        # The rebuilt schema is the incremental one, row for row; the old one is kept aside.
+        assert await snapshot(pool, "proj_live") == incremental
+        assert await snapshot(pool, result.old_schema) == incremental
+        # The live projector goes on in the swapped-in schema.
+        late = ev.put(A, TRACK, "3tlateaaaaaaa", 5000, ev.track("After the swap"))
+        await produce(kafka_bootstrap, topic, [late])
+        await wait_applied(pool, "proj_live", topic, len(events) + 1)
+        assert await pool.fetchval("SELECT title FROM proj_live.tracks WHERE uri = $1", late.uri) == "After the swap"
+        assert await pool.fetchval(f"SELECT count(*) FROM {result.old_schema}.tracks WHERE uri = $1", late.uri) == 0
