@@ -371,15 +371,14 @@ class Store:
                 "INSERT INTO list_items (list_uri, position, subject_uri, subject_cid) VALUES ($1, $2, $3, $4)",
                 [(e.uri, i, s_uri, s_cid) for e, r, _ in list_rows for i, (s_uri, s_cid) in enumerate(r.items)],
             )
+        profiles = []
         for uri, w in plan.writes[PROFILE].items():
-            did = uri.split("/")[2]
             row = w[1] if w is not None else rows.ProfileRow(None, None, None)
-            await conn.execute(
+            profiles.append((uri.split("/")[2], row.bio, row.avatar, row.created_at))
+        if profiles:
+            await conn.executemany(
                 "UPDATE artists SET bio = $2, avatar = $3, profile_created_at = $4, updated_at = now() WHERE did = $1",
-                did,
-                row.bio,
-                row.avatar,
-                row.created_at,
+                profiles,
             )
 
     async def _write_repos(self, conn: asyncpg.Connection, plan: _Plan, tracks: set[str], artists: set[str]) -> None:
@@ -422,13 +421,18 @@ class Store:
     async def _recount(self, conn: asyncpg.Connection, tracks: set[str], artists: set[str]) -> None:
         if tracks:
             uris = sorted(tracks)
+            # Set-based: one pass over the touched tracks' likes and comments, not a subquery per track.
             await conn.execute(
-                "UPDATE tracks t SET"
-                " like_count = (SELECT count(DISTINCT l.did) FROM likes l JOIN artists a ON a.did = l.did"
-                "   WHERE l.subject_uri = t.uri AND a.active AND NOT a.local_takedown),"
-                " comment_count = (SELECT count(*) FROM comments c JOIN artists a ON a.did = c.did"
-                "   WHERE c.subject_uri = t.uri AND a.active AND NOT a.local_takedown)"
-                " WHERE t.uri = ANY($1)",
+                "WITH target AS (SELECT DISTINCT unnest($1::text[]) AS uri),"
+                " visible AS (SELECT did FROM artists WHERE active AND NOT local_takedown),"
+                " lc AS (SELECT l.subject_uri AS uri, count(DISTINCT l.did) AS n FROM likes l"
+                "   JOIN target ON target.uri = l.subject_uri JOIN visible v ON v.did = l.did GROUP BY 1),"
+                " cc AS (SELECT c.subject_uri AS uri, count(*) AS n FROM comments c"
+                "   JOIN target ON target.uri = c.subject_uri JOIN visible v ON v.did = c.did GROUP BY 1)"
+                " UPDATE tracks t SET like_count = coalesce(lc.n, 0), comment_count = coalesce(cc.n, 0)"
+                " FROM target LEFT JOIN lc USING (uri) LEFT JOIN cc USING (uri)"
+                " WHERE t.uri = target.uri AND (t.like_count, t.comment_count)"
+                "   IS DISTINCT FROM (coalesce(lc.n, 0), coalesce(cc.n, 0))",
                 uris,
             )
             for r in await conn.fetch("SELECT DISTINCT did FROM tracks WHERE uri = ANY($1)", uris):
