@@ -89,6 +89,18 @@ def _row_for(collection: str, event: RecordEvent) -> Any:
     return rows.profile(record)
 
 
+async def _bulk(
+    conn: asyncpg.Connection, insert: str, types: Sequence[str], rows_: Sequence[tuple[Any, ...]], suffix: str = ""
+) -> None:
+    """One ``INSERT ... SELECT FROM unnest(column arrays)`` for many rows: a single statement instead of
+    executemany's statement per row. Keys must be unique within ``rows_`` (the plan dedupes them)."""
+    if not rows_:
+        return
+    columns = [list(column) for column in zip(*rows_, strict=True)]
+    params = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
+    await conn.execute(f"{insert} SELECT * FROM unnest({params}) {suffix}", *columns)
+
+
 class Store:
     """Applies batches to the read models in ``schema``."""
 
@@ -228,18 +240,17 @@ class Store:
             )
 
     async def _write(self, conn: asyncpg.Connection, plan: _Plan) -> None:
-        if plan.dids:
-            await conn.executemany(
-                "INSERT INTO artists (did) VALUES ($1) ON CONFLICT DO NOTHING",
-                [(d,) for d in sorted(plan.dids)],
-            )
-        if plan.ledger:
-            await conn.executemany(
-                "INSERT INTO records (did, collection, rkey, rev, state, cid) VALUES ($1, $2, $3, $4, $5, $6)"
-                " ON CONFLICT (did, collection, rkey) DO UPDATE SET rev = EXCLUDED.rev, state = EXCLUDED.state,"
-                " cid = EXCLUDED.cid, updated_at = now()",
-                [(d, c, k, r.rev, r.state.value, r.cid) for (d, c, k), r in plan.ledger.items()],
-            )
+        await _bulk(
+            conn, "INSERT INTO artists (did)", ["text"], [(d,) for d in sorted(plan.dids)], "ON CONFLICT DO NOTHING"
+        )
+        await _bulk(
+            conn,
+            "INSERT INTO records (did, collection, rkey, rev, state, cid)",
+            ["text"] * 6,
+            [(d, c, k, r.rev, r.state.value, r.cid) for (d, c, k), r in plan.ledger.items()],
+            "ON CONFLICT (did, collection, rkey) DO UPDATE SET rev = EXCLUDED.rev, state = EXCLUDED.state,"
+            " cid = EXCLUDED.cid, updated_at = now()",
+        )
         tracks: set[str] = set()
         artists: set[str] = set()
         await self._write_records(conn, plan, tracks, artists)
@@ -311,11 +322,13 @@ class Store:
         tracks.update(plan.writes[TRACK])
         like_rows = [w for w in plan.writes[LIKE].values() if w is not None]
         if like_rows:
-            await conn.executemany(
-                "INSERT INTO likes (uri, did, subject_uri, subject_cid, created_at, indexed_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (uri) DO UPDATE SET subject_uri = EXCLUDED.subject_uri,"
-                " subject_cid = EXCLUDED.subject_cid, created_at = EXCLUDED.created_at",
+            await _bulk(
+                conn,
+                "INSERT INTO likes (uri, did, subject_uri, subject_cid, created_at, indexed_at)",
+                ["text", "text", "text", "text", "timestamptz", "timestamptz"],
                 [(e.uri, e.did, r.subject_uri, r.subject_cid, r.created_at, seen) for e, r, seen in like_rows],
+                "ON CONFLICT (uri) DO UPDATE SET subject_uri = EXCLUDED.subject_uri,"
+                " subject_cid = EXCLUDED.subject_cid, created_at = EXCLUDED.created_at",
             )
             tracks.update(r.subject_uri for _, r, _ in like_rows)
         comment_rows = [w for w in plan.writes[COMMENT].values() if w is not None]
@@ -367,8 +380,10 @@ class Store:
                 ],
             )
             await conn.execute("DELETE FROM list_items WHERE list_uri = ANY($1)", [e.uri for e, _, _ in list_rows])
-            await conn.executemany(
-                "INSERT INTO list_items (list_uri, position, subject_uri, subject_cid) VALUES ($1, $2, $3, $4)",
+            await _bulk(
+                conn,
+                "INSERT INTO list_items (list_uri, position, subject_uri, subject_cid)",
+                ["text", "int4", "text", "text"],
                 [(e.uri, i, s_uri, s_cid) for e, r, _ in list_rows for i, (s_uri, s_cid) in enumerate(r.items)],
             )
         profiles = []
