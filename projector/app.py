@@ -87,6 +87,11 @@ async def run(
             start = time.perf_counter()
             result = await store.apply(batch)
             _observe(metrics, result, len(batch), time.perf_counter() - start)
-            for m in batch:
-                metrics.position.labels(str(m.partition)).set(m.offset + 1)
+            positions = {m.partition: m.offset + 1 for m in batch}
+            for partition, next_offset in positions.items():
+                metrics.position.labels(str(partition)).set(next_offset)
+            for partition, behind in consumer.lag(positions).items():
+                metrics.lag_messages.labels(str(partition)).set(behind)
+            if result.newest is not None:
+                metrics.lag_seconds.set(max(time.time() - result.newest.timestamp(), 0))
     return 0

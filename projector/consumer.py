@@ -74,6 +74,15 @@ class LogConsumer:
     ) -> None:
         await self._consumer.stop()
 
+    def lag(self, positions: dict[int, int]) -> dict[int, int]:
+        """Messages behind the high watermark per partition, for the given next offsets."""
+        out = {}
+        for partition, next_offset in positions.items():
+            high = self._consumer.highwater(TopicPartition(self._topic, partition))
+            if high is not None:
+                out[partition] = max(high - next_offset, 0)
+        return out
+
     async def batches(self, *, max_records: int, timeout_ms: int) -> AsyncIterator[list[LogMessage]]:
         """Yield each poll's messages (possibly empty), offsets ascending per partition."""
         while True:

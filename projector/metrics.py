@@ -21,3 +21,7 @@ class ProjectorMetrics:
         self.batch_seconds = Histogram(f"{ns}_batch_seconds", "Time to apply a batch", registry=registry)
         self.position = Gauge(f"{ns}_next_offset", "Next offset per partition", ["partition"], registry=registry)
         self.lag_seconds = Gauge(f"{ns}_lag_seconds", "Now minus the newest applied event time", registry=registry)
+        # Approximate on brokers whose high watermark lags (tansu); exact on Apache Kafka.
+        self.lag_messages = Gauge(
+            f"{ns}_lag_messages", "High watermark minus next offset, per partition", ["partition"], registry=registry
+        )

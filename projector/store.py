@@ -56,6 +56,8 @@ class BatchResult:
     skipped_offsets: int = 0
     dead_letters: int = 0
     by_collection: dict[str, int] = field(default_factory=dict)
+    # The upstream time of the newest event applied (for lag in seconds).
+    newest: datetime | None = None
 
 
 @dataclass
@@ -131,7 +133,10 @@ class Store:
             plan = _Plan()
             for msg in fresh:
                 try:
-                    events.append((msg, decode(msg.value)))
+                    event = decode(msg.value)
+                    events.append((msg, event))
+                    if result.newest is None or event.time > result.newest:
+                        result.newest = event.time
                 except EnvelopeError as err:
                     plan.dead.append((msg.partition, msg.offset, None, None, None, None, f"envelope: {err}", None))
             await self._fold(conn, events, plan, result)

@@ -73,8 +73,10 @@ async def wait_applied(pool: asyncpg.Pool, schema: str, topic: str, total: int, 
 
 
 @contextlib.asynccontextmanager
-async def projecting(plat: PlatformSettings, st: ProjectorSettings) -> AsyncIterator[None]:
-    task = asyncio.create_task(app.run(plat, st, registry=CollectorRegistry()))
+async def projecting(
+    plat: PlatformSettings, st: ProjectorSettings, registry: CollectorRegistry | None = None
+) -> AsyncIterator[None]:
+    task = asyncio.create_task(app.run(plat, st, registry=registry or CollectorRegistry()))
     _RUNNING.append(task)
     try:
         yield
@@ -86,11 +88,17 @@ async def projecting(plat: PlatformSettings, st: ProjectorSettings) -> AsyncIter
 
 
 async def project_all(
-    bootstrap: str, database_url: str, pool: asyncpg.Pool, topic: str, events: Sequence[Event], schema: str
+    bootstrap: str,
+    database_url: str,
+    pool: asyncpg.Pool,
+    topic: str,
+    events: Sequence[Event],
+    schema: str,
+    registry: CollectorRegistry | None = None,
 ) -> None:
     await produce(bootstrap, topic, events)
     plat = PlatformSettings(kafka_bootstrap=bootstrap, database_url=database_url, events_topic=topic)
-    async with projecting(plat, settings(schema)):
+    async with projecting(plat, settings(schema), registry):
         await wait_applied(pool, schema, topic, len(events))
 
 
@@ -139,7 +147,13 @@ async def test_rows_ordering_tombstones_counts_and_dead_letters(
         ),
     ]
     schema = "proj_a"
-    await project_all(kafka_bootstrap, database_url, pool, topic, events, schema)
+    registry = CollectorRegistry()
+    await project_all(kafka_bootstrap, database_url, pool, topic, events, schema, registry)
+    assert registry.get_sample_value("plyr_projector_dead_letters_total") == 1
+    # stale: the rev-4 update, the re-delivered rev-5 update, the late create after the delete
+    assert registry.get_sample_value("plyr_projector_events_stale_total") == 3
+    assert registry.get_sample_value("plyr_projector_events_applied_total", {"collection": "fm.plyr.like"}) == 3
+    assert (registry.get_sample_value("plyr_projector_lag_seconds") or 0) > 0
     track = await pool.fetchrow(f"SELECT * FROM {schema}.tracks WHERE uri = $1", t1_uri)
     assert track is not None
     assert (track["title"], track["duration"], track["like_count"], track["comment_count"]) == (
