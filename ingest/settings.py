@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from runtime.settings import SettingsError
+from runtime.settings import load
 from schemas.ids import CollectionFilter
 
 DEFAULT_UPSTREAM = "wss://bsky.network"
@@ -77,8 +77,4 @@ class IngestSettings(BaseSettings):
 
 def load_ingest(**overrides: object) -> IngestSettings:
     """Environment plus flag overrides (None means "not given"); SettingsError names a bad value."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return IngestSettings(**given)  # type: ignore[arg-type]
-    except ValidationError as err:
-        raise SettingsError.from_validation("INGEST_", err) from err
+    return load(IngestSettings, **overrides)

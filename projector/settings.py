@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from runtime.settings import SettingsError
+from runtime.settings import load
 
 
 class ProjectorSettings(BaseSettings):
@@ -26,8 +26,4 @@ class ProjectorSettings(BaseSettings):
 
 def load_projector(**overrides: object) -> ProjectorSettings:
     """Environment plus flag overrides; SettingsError names a bad value."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return ProjectorSettings(**given)  # type: ignore[arg-type]
-    except ValidationError as err:
-        raise SettingsError.from_validation("PROJECTOR_", err) from err
+    return load(ProjectorSettings, **overrides)

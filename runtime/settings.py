@@ -6,7 +6,7 @@ parts need — the database, the broker, the topic, logging — lives here once.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +40,19 @@ class PlatformSettings(BaseSettings):
     topic_partitions: int = Field(default=8, ge=1, le=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(cls: type[S], **overrides: object) -> S:
+    """``cls`` from the environment plus flag overrides (None means "not given"); a bad value raises
+    SettingsError naming it as the operator sets it (``<PREFIX><FIELD>``)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return cls(**given)  # type: ignore[arg-type]  # fields are validated by pydantic at runtime
+    except ValidationError as err:
+        raise SettingsError.from_validation(str(cls.model_config.get("env_prefix", "")), err) from err
 
 
 def load_platform() -> PlatformSettings:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,21 +17,14 @@ from runtime.metrics import MetricsServer
 from schemas.ids import CollectionFilter
 from tests.fixtures.corpus import mixed_corpus
 from tests.fixtures.firehose_server import FirehoseServer
+from tests.fixtures.processes import spawn_cli
 
 pytestmark = pytest.mark.integration
 
 
 async def run_capture(*args: str) -> tuple[int | None, bytes]:
     """Run ``plyr-index capture ARGS``; return its exit code and stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "plyr_index",
-        "capture",
-        *args,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_cli("capture", *args, capture_stderr=True)
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode, err
 

@@ -6,7 +6,6 @@ import asyncio
 import os
 import random
 import signal
-import sys
 
 import asyncpg
 import pytest
@@ -17,6 +16,7 @@ from schemas.envelope import RecordEvent
 from tests.fixtures.corpus import mixed_corpus
 from tests.fixtures.firehose_server import FirehoseServer
 from tests.fixtures.kafka import consume_all
+from tests.fixtures.processes import spawn_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,15 +48,7 @@ async def test_kill9_restart_leaves_no_gap(
                     await asyncio.sleep(0.01)
 
         async def start() -> asyncio.subprocess.Process:
-            return await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "plyr_index",
-                "ingest",
-                env=env,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
+            return await spawn_cli("ingest", env=env)
 
         publisher = asyncio.create_task(publish())
         kills = 0

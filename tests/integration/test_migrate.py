@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 
 import asyncpg
 import pytest
 
 from schemas.migrate import MigrationError, load, migrate, quote_schema
+from tests.fixtures.processes import spawn_cli
 
 pytestmark = pytest.mark.integration
 
@@ -17,15 +17,7 @@ pytestmark = pytest.mark.integration
 async def test_migrate_cli_creates_schemas_and_is_idempotent(database_url: str, pool: asyncpg.Pool) -> None:
     env = {**os.environ, "PLYR_DATABASE_URL": database_url}
     for _ in range(2):
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "plyr_index",
-            "migrate",
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await spawn_cli("migrate", env=env, capture_stderr=True)
         _, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, err.decode()
     for table in ("plyr_ingest.cursors", "plyr_read.tracks", "plyr_read.records", "plyr_read.offsets"):

@@ -8,7 +8,6 @@ import contextlib
 import os
 import random
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
@@ -22,6 +21,7 @@ from projector.settings import ProjectorSettings
 from runtime.settings import PlatformSettings
 from schemas.envelope import Event
 from tests.fixtures import events as ev
+from tests.fixtures.processes import spawn_cli
 
 pytestmark = pytest.mark.integration
 
@@ -308,15 +308,7 @@ async def test_kill9_and_a_rebalance_end_equal_to_a_clean_run(
     }
 
     async def start() -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "plyr_index",
-            "project",
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        return await spawn_cli("project", env=env)
 
     rng = random.Random(5)
     first, second = await start(), await start()
