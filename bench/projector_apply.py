@@ -4,8 +4,9 @@
 
 Builds a log of N mixed events (track creates/updates/deletes, likes, comments, lists, profiles,
 account changes) on a fresh topic of a tansu broker started here, then, side by side in the same run:
-- plyr-index: ``projector.store.Store`` fed by one consumer, one transaction per poll (up to 5,000
-  events) with the offsets;
+- plyr-index: ``projector.store.Store`` fed by one consumer through the projector's
+  ``CommitPipeline`` (batch N+1 prepared while batch N commits), one transaction per poll (up to
+  5,000 events) with the offsets;
 - naive: the same SQL, committing each event in its own transaction (run over the first M events,
   since at its rate the whole log would take too long);
 - replay: ``plyr-index replay``'s path (``projector.app.rebuild``) over the same log, with the swap.
@@ -27,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ingest.producer import ensure_topic
 from projector.app import open_store, rebuild
+from projector.pipeline import CommitPipeline
 from projector.settings import ProjectorSettings
 from projector.store import LogMessage, Store
 from runtime.settings import PlatformSettings
@@ -120,6 +122,7 @@ async def consume_into(store: Store, bootstrap: str, topic: str, total: int, *, 
         for tp in tps:
             consumer.seek(tp, 0)
         done = 0
+        pipeline = CommitPipeline(store)
         start = time.perf_counter()
         while done < total:
             polled = await consumer.getmany(timeout_ms=1000, max_records=batch)
@@ -128,8 +131,9 @@ async def consume_into(store: Store, bootstrap: str, topic: str, total: int, *, 
                 for m in messages:
                     await store.apply([m])
             elif messages:
-                await store.apply(messages)
+                await pipeline.submit(messages)
             done += len(messages)
+        await pipeline.flush()
         return total / (time.perf_counter() - start)
     finally:
         await consumer.stop()

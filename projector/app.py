@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from projector.consumer import LogConsumer
 from projector.metrics import COLLECTIONS, ProjectorMetrics
+from projector.pipeline import CommitPipeline
 from projector.rebuild import ReplayResult, replay
 from projector.settings import ProjectorSettings
 from projector.store import BatchResult, Store, Validator
@@ -81,17 +82,18 @@ async def run(
             )
         )
         log.info("projector_start", topic=platform.events_topic, schema=settings.schema_name, group=settings.group_id)
+        pipeline = await stack.enter_async_context(CommitPipeline(store))
         async for batch in consumer.batches(max_records=settings.max_batch, timeout_ms=settings.poll_timeout_ms):
-            if not batch:
-                continue
             start = time.perf_counter()
-            result = await store.apply(batch)
-            _observe(metrics, result, len(batch), time.perf_counter() - start)
-            positions = {m.partition: m.offset + 1 for m in batch}
-            for partition, next_offset in positions.items():
-                metrics.position.labels(str(partition)).set(next_offset)
-            for partition, behind in consumer.lag(positions).items():
-                metrics.lag_messages.labels(str(partition)).set(behind)
-            if result.newest is not None:
-                metrics.lag_seconds.set(max(time.time() - result.newest.timestamp(), 0))
+            done = await (pipeline.submit(batch) if batch else pipeline.flush())
+            if done is not None:
+                result, committed = done
+                _observe(metrics, result, len(committed), time.perf_counter() - start)
+                positions = {m.partition: m.offset + 1 for m in committed}
+                for partition, next_offset in positions.items():
+                    metrics.position.labels(str(partition)).set(next_offset)
+                for partition, behind in consumer.lag(positions).items():
+                    metrics.lag_messages.labels(str(partition)).set(behind)
+                if result.newest is not None:
+                    metrics.lag_seconds.set(max(time.time() - result.newest.timestamp(), 0))
     return 0

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from projector.pipeline import CommitPipeline
 from projector.store import LogMessage, Store
 from runtime.logging import get_logger
 from schemas.migrate import quote_schema
@@ -99,27 +100,33 @@ async def replay(
         async with pool.acquire() as conn:
             target = sum((await _live_offsets(conn, live, topic, lock=False)).values())
         last_report = time.perf_counter()
-        while True:
-            polled = await consumer.getmany(timeout_ms=1000, max_records=max_batch)
-            batch = [LogMessage(tp.partition, m.offset, m.value or b"") for tp, ms in polled.items() for m in ms]
-            if batch:
-                await store.apply(batch)
-                events += len(batch)
-                now = time.perf_counter()
-                if now - last_report >= 2:
-                    rate = events / (now - start)
-                    eta = max(target - events, 0) / rate if rate else None
+        async with CommitPipeline(store) as pipeline:
+            while True:
+                polled = await consumer.getmany(timeout_ms=1000, max_records=max_batch)
+                batch = [LogMessage(tp.partition, m.offset, m.value or b"") for tp, ms in polled.items() for m in ms]
+                if batch:
+                    await pipeline.submit(batch)
+                    events += len(batch)
+                    now = time.perf_counter()
+                    if now - last_report >= 2:
+                        rate = events / (now - start)
+                        eta = max(target - events, 0) / rate if rate else None
+                        log.info(
+                            "replay_progress", events=events, target=target, rate=round(rate), eta_s=eta and round(eta)
+                        )
+                        last_report = now
+                    continue
+                await pipeline.flush()
+                swap = await try_swap(pool, live, fresh, topic)
+                if swap.done:
+                    seconds = time.perf_counter() - start
                     log.info(
-                        "replay_progress", events=events, target=target, rate=round(rate), eta_s=eta and round(eta)
+                        "replay_swapped",
+                        schema=live,
+                        old_schema=swap.old_schema,
+                        events=events,
+                        seconds=round(seconds, 2),
                     )
-                    last_report = now
-                continue
-            swap = await try_swap(pool, live, fresh, topic)
-            if swap.done:
-                seconds = time.perf_counter() - start
-                log.info(
-                    "replay_swapped", schema=live, old_schema=swap.old_schema, events=events, seconds=round(seconds, 2)
-                )
-                return ReplayResult(live, swap.old_schema, events, seconds)
+                    return ReplayResult(live, swap.old_schema, events, seconds)
     finally:
         await consumer.stop()

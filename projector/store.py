@@ -36,6 +36,7 @@ TRACK, LIKE, LIST, COMMENT, PROFILE = (
     "fm.plyr.actor.profile",
 )
 _TABLES = {TRACK: "tracks", LIKE: "likes", LIST: "lists", COMMENT: "comments"}
+_INDEXED = frozenset({TRACK, LIKE, LIST, COMMENT, PROFILE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,56 @@ class LogMessage:
     partition: int
     offset: int
     value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedItem:
+    """One message after the pure stage: its event (None if undecodable), why it cannot be applied
+    (None if it can), and its read-model row when it is a valid create/update."""
+
+    msg: LogMessage
+    event: Event | None
+    reason: str | None = None
+    row: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch after the pure stage, ready for :meth:`Store.commit`."""
+
+    items: list[PreparedItem]
+    newest: datetime | None
+
+
+def _prepare_one(msg: LogMessage, validate: Validator) -> PreparedItem:
+    try:
+        event = decode(msg.value)
+    except EnvelopeError as err:
+        return PreparedItem(msg, None, f"envelope: {err}")
+    if not isinstance(event, RecordEvent):
+        return PreparedItem(msg, event)
+    if event.collection not in _INDEXED:
+        return PreparedItem(msg, event, f"collection {event.collection} is not indexed")
+    if event.record is None:
+        return PreparedItem(msg, event)
+    if event.collection == PROFILE and event.rkey != "self":
+        return PreparedItem(msg, event, "profile record key must be 'self'")
+    reason = validate(event.collection, event.record)
+    if reason is not None:
+        return PreparedItem(msg, event, reason)
+    try:
+        return PreparedItem(msg, event, None, _row_for(event.collection, event))
+    except (KeyError, TypeError, ValueError) as err:
+        # The lexicon passed it but a field still cannot be read (e.g. a datetime Python cannot
+        # represent): dead-letter rather than crash.
+        return PreparedItem(msg, event, f"unprojectable: {err}")
+
+
+def prepare(messages: Sequence[LogMessage], validate: Validator) -> Prepared:
+    """The pure stage of a batch: decode, validate, build rows. Needs no database state."""
+    items = [_prepare_one(m, validate) for m in messages]
+    times = [i.event.time for i in items if i.event is not None]
+    return Prepared(items, max(times) if times else None)
 
 
 @dataclass
@@ -121,34 +172,37 @@ class Store:
         )
         return {r["partition"]: r["next_offset"] for r in rows_}
 
+    def prepare(self, messages: Sequence[LogMessage]) -> Prepared:
+        """The pure stage, with this store's validator (can run while the previous batch commits)."""
+        return prepare(messages, self._validate)
+
     async def apply(self, messages: Sequence[LogMessage]) -> BatchResult:
-        """Apply a batch (any partitions, offsets ascending per partition) in one transaction."""
-        result = BatchResult()
-        if not messages:
+        """Prepare and commit a batch (any partitions, offsets ascending per partition)."""
+        return await self.commit(self.prepare(messages))
+
+    async def commit(self, prepared: Prepared) -> BatchResult:
+        """The database stage: one transaction with the rows, counts, dead letters and offsets."""
+        result = BatchResult(newest=prepared.newest)
+        if not prepared.items:
             return result
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(f"SET LOCAL search_path TO {self._schema}, public")
-            fresh = await self._claim_offsets(conn, messages, result)
-            events: list[tuple[LogMessage, Event]] = []
+            fresh = await self._claim_offsets(conn, prepared.items, result)
             plan = _Plan()
-            for msg in fresh:
-                try:
-                    event = decode(msg.value)
-                    events.append((msg, event))
-                    if result.newest is None or event.time > result.newest:
-                        result.newest = event.time
-                except EnvelopeError as err:
-                    plan.dead.append((msg.partition, msg.offset, None, None, None, None, f"envelope: {err}", None))
-            await self._fold(conn, events, plan, result)
+            for item in fresh:
+                if item.event is None:
+                    m = item.msg
+                    plan.dead.append((m.partition, m.offset, None, None, None, None, item.reason or "", None))
+            await self._fold(conn, [i for i in fresh if i.event is not None], plan, result)
             await self._write(conn, plan)
-            await self._store_offsets(conn, fresh)
+            await self._store_offsets(conn, [i.msg for i in fresh])
         result.dead_letters = len(plan.dead)
         return result
 
     async def _claim_offsets(
-        self, conn: asyncpg.Connection, messages: Sequence[LogMessage], result: BatchResult
-    ) -> list[LogMessage]:
-        partitions = sorted({m.partition for m in messages})
+        self, conn: asyncpg.Connection, items: Sequence[PreparedItem], result: BatchResult
+    ) -> list[PreparedItem]:
+        partitions = sorted({i.msg.partition for i in items})
         await conn.executemany(
             "INSERT INTO offsets (topic, partition, next_offset) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
             [(self._topic, p) for p in partitions],
@@ -162,18 +216,18 @@ class Store:
                 partitions,
             )
         }
-        fresh = [m for m in messages if m.offset >= stored[m.partition]]
-        result.skipped_offsets = len(messages) - len(fresh)
+        fresh = [i for i in items if i.msg.offset >= stored[i.msg.partition]]
+        result.skipped_offsets = len(items) - len(fresh)
         return fresh
 
     async def _fold(
         self,
         conn: asyncpg.Connection,
-        events: list[tuple[LogMessage, Event]],
+        items: list[PreparedItem],
         plan: _Plan,
         result: BatchResult,
     ) -> None:
-        keys = {(e.did, e.collection, e.rkey) for _, e in events if isinstance(e, RecordEvent)}
+        keys = {(i.event.did, i.event.collection, i.event.rkey) for i in items if isinstance(i.event, RecordEvent)}
         if keys:
             dids, cols, rkeys = (list(x) for x in zip(*keys, strict=True))
             for r in await conn.fetch(
@@ -187,7 +241,9 @@ class Store:
                 plan.ledger[(r["did"], r["collection"], r["rkey"])] = LedgerRow(
                     r["rev"], RecordState(r["state"]), r["cid"]
                 )
-        for msg, event in events:
+        for item in items:
+            event = item.event
+            assert event is not None
             plan.dids.add(event.did)
             if isinstance(event, IdentityEvent):
                 plan.handles[event.did] = event.handle
@@ -199,18 +255,11 @@ class Store:
                         for uri in [u for u in writes if u.startswith(f"at://{event.did}/")]:
                             del writes[uri]
             elif isinstance(event, RecordEvent):
-                self._fold_record(msg, event, plan, result)
+                self._fold_record(item, event, plan, result)
 
-    def _fold_record(self, msg: LogMessage, event: RecordEvent, plan: _Plan, result: BatchResult) -> None:
+    def _fold_record(self, item: PreparedItem, event: RecordEvent, plan: _Plan, result: BatchResult) -> None:
         key = (event.did, event.collection, event.rkey)
-        if event.collection not in plan.writes:
-            reason: str | None = f"collection {event.collection} is not indexed"
-        elif event.record is None:
-            reason = None
-        elif event.collection == PROFILE and event.rkey != "self":
-            reason = "profile record key must be 'self'"
-        else:
-            reason = self._validate(event.collection, event.record)
+        reason = item.reason
         decision = decide(event, plan.ledger.get(key), valid=reason is None)
         if decision is Decision.STALE:
             result.stale += 1
@@ -221,25 +270,20 @@ class Store:
         writes = plan.writes.get(event.collection)
         if decision is Decision.UPSERT:
             assert writes is not None
-            try:
-                # indexedAt is when the index first saw this life of the record: an update in the same
-                # batch as its create keeps the create's time, as it would across two batches.
-                earlier = writes.get(event.uri)
-                first_seen = earlier[2] if earlier is not None else event.time
-                if event.uri in writes and earlier is None:
-                    # Deleted earlier in this batch: a new life, so the old row must go first.
-                    plan.reborn.add(event.uri)
-                writes[event.uri] = (event, _row_for(event.collection, event), first_seen)
-                return
-            except (KeyError, TypeError, ValueError) as err:
-                # The lexicon passed it but a field still cannot be read (e.g. a datetime Python
-                # cannot represent): dead-letter rather than crash.
-                reason = f"unprojectable: {err}"
-                plan.ledger[key] = next_row(event, Decision.INVALID)
+            # indexedAt is when the index first saw this life of the record: an update in the same
+            # batch as its create keeps the create's time, as it would across two batches.
+            earlier = writes.get(event.uri)
+            first_seen = earlier[2] if earlier is not None else event.time
+            if event.uri in writes and earlier is None:
+                # Deleted earlier in this batch: a new life, so the old row must go first.
+                plan.reborn.add(event.uri)
+            writes[event.uri] = (event, item.row, first_seen)
+            return
         if writes is not None:
             writes[event.uri] = None
         if reason is not None:
             raw = orjson.dumps(event.record).decode() if event.record is not None else None
+            msg = item.msg
             plan.dead.append(
                 (msg.partition, msg.offset, event.did, event.collection, event.rkey, event.rev, reason, raw)
             )

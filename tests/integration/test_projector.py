@@ -100,6 +100,11 @@ async def project_all(
     plat = PlatformSettings(kafka_bootstrap=bootstrap, database_url=database_url, events_topic=topic)
     async with projecting(plat, settings(schema), registry):
         await wait_applied(pool, schema, topic, len(events))
+        if registry is not None:
+            # A batch's metrics are recorded when its commit is collected, at the latest one poll later.
+            async with asyncio.timeout(10):
+                while (registry.get_sample_value("plyr_projector_batch_size_sum") or 0) < len(events):
+                    await asyncio.sleep(0.05)
 
 
 def uri(did: str, collection: str, rkey: str) -> str:
