@@ -359,3 +359,29 @@ async def test_replay_equals_incremental_and_swaps_under_a_live_projector(
         await wait_applied(pool, "proj_live", topic, len(events) + 1)
         assert await pool.fetchval("SELECT title FROM proj_live.tracks WHERE uri = $1", late.uri) == "After the swap"
         assert await pool.fetchval(f"SELECT count(*) FROM {result.old_schema}.tracks WHERE uri = $1", late.uri) == 0
+
+
+async def test_local_takedown_survives_upstream_reactivation(
+    kafka_bootstrap: str, database_url: str, pool: asyncpg.Pool, topic: str
+) -> None:
+    t = ev.track("Song")
+    t_uri, t_cid = uri(A, TRACK, "3t1aaaaaaaaaa"), ev.cid_of(t)
+    schema = "proj_c"
+    plat = PlatformSettings(kafka_bootstrap=kafka_bootstrap, database_url=database_url, events_topic=topic)
+    first: list[Event] = [
+        ev.put(A, TRACK, "3t1aaaaaaaaaa", 1, t),
+        ev.put(B, "fm.plyr.like", "3l1bbbbbbbbbb", 2, ev.like(t_uri, t_cid)),
+    ]
+    async with projecting(plat, settings(schema)):
+        await produce(kafka_bootstrap, topic, first)
+        await wait_applied(pool, schema, topic, len(first))
+        assert await pool.fetchval(f"SELECT like_count FROM {schema}.tracks WHERE uri = $1", t_uri) == 1
+        # An operator takes the listener down locally (the admin command sets this flag).
+        await pool.execute(f"UPDATE {schema}.artists SET local_takedown = true WHERE did = $1", B)
+        # Upstream deactivates then reactivates the account: the local takedown must hold.
+        later = [ev.account(B, 3, False, "deactivated"), ev.account(B, 4, True)]
+        await produce(kafka_bootstrap, topic, later)
+        await wait_applied(pool, schema, topic, len(first) + len(later))
+    row = await pool.fetchrow(f"SELECT active, local_takedown FROM {schema}.artists WHERE did = $1", B)
+    assert row is not None and (row["active"], row["local_takedown"]) == (True, True)
+    assert await pool.fetchval(f"SELECT like_count FROM {schema}.tracks WHERE uri = $1", t_uri) == 0
