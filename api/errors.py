@@ -1,0 +1,47 @@
+"""XRPC errors: an HTTP status plus ``{"error": <name>, "message": <text>}`` (atproto.com/specs/xrpc).
+
+Handlers raise these; the app turns them into responses. Anything else that escapes a handler is a
+bug and becomes a 500 ``InternalServerError`` without details.
+"""
+
+from __future__ import annotations
+
+
+class XrpcError(Exception):
+    """An error a client can act on."""
+
+    status = 400
+    error = "InvalidRequest"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict[str, str]:
+        """The response body."""
+        return {"error": self.error, "message": self.message}
+
+
+class InvalidRequest(XrpcError):
+    """A parameter is missing, malformed or out of range (also a bad cursor)."""
+
+
+class NotFound(XrpcError):
+    """The thing asked for is not indexed or not visible."""
+
+    status = 404
+    error = "NotFound"
+
+
+class PaymentRequired(XrpcError):
+    """Supporter-gated content this deployment does not serve publicly."""
+
+    status = 402
+    error = "SupporterOnly"
+
+
+class Unavailable(XrpcError):
+    """A dependency (database, upstream) cannot answer now."""
+
+    status = 503
+    error = "Unavailable"

@@ -1,0 +1,60 @@
+"""``ApiSettings`` (prefix ``API_``), validated once at startup."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from runtime.settings import load
+
+# Comma-separated in the environment (API_CORS_ORIGINS=https://a.example,https://b.example).
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class ApiSettings(BaseSettings):
+    """Where the API listens, which schema it reads, and how it serves audio."""
+
+    model_config = SettingsConfigDict(env_prefix="API_", extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    # The read-model schema the projector writes (PROJECTOR_SCHEMA_NAME).
+    schema_name: str = Field(default="plyr_read", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # How clients reach this API; stream URLs in track views are built on it.
+    public_url: str = "http://127.0.0.1:8080"
+    cors_origins: CommaList = ()
+    # /ready fails when the projector's newest applied event is older than this (seconds).
+    ready_max_lag_seconds: float = Field(default=300.0, gt=0)
+    pool_min: int = Field(default=2, ge=1)
+    pool_max: int = Field(default=10, ge=1)
+    # A track's audioUrl is redirected to only when its origin (scheme://host[:port]) is one of these.
+    trusted_cdn_origins: CommaList = ()
+    # Private bucket serving (S3 / R2): presigned GETs for mirrored blobs (key blobs/<cid>).
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "auto"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    presign_seconds: int = Field(default=300, ge=10, le=7 * 24 * 3600)
+    # Where did:plc documents are resolved (the PDS of an artist serves its blobs).
+    plc_url: str = "https://plc.directory"
+    # Supporter-gated tracks: None means no public redirect (402).
+    gated_audio: str | None = Field(default=None, pattern=r"^(presign)$")
+
+    @field_validator("cors_origins", "trusted_cdn_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split(value)
+
+
+def load_api(**overrides: object) -> ApiSettings:
+    """Environment plus flag overrides; SettingsError names a bad value."""
+    return load(ApiSettings, **overrides)
