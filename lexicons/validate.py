@@ -115,6 +115,11 @@ class Catalog:
         """This package's lexicons: fm.plyr.* and the com.atproto defs they reference."""
         return cls.from_dir(resources.files("lexicons"))
 
+    @property
+    def documents(self) -> dict[str, dict[str, Any]]:
+        """The lexicon documents by NSID."""
+        return self._docs
+
     def resolve(self, ref: str, context: str) -> dict[str, Any]:
         """The def a ``ref`` names, relative to the lexicon ``context``."""
         nsid, _, name = ref.partition("#")
@@ -264,6 +269,18 @@ def validate_record(catalog: Catalog, collection: str, record: object) -> Valid 
         return Invalid(f"$type must be {collection!r}", "$.$type")
     try:
         _check(catalog, definition, record, "$", collection, 0)
+    except _Fail as fail:
+        return Invalid(fail.reason, fail.path or "$")
+    except RecursionError:
+        return Invalid("nested too deep", "$")
+    return Valid()
+
+
+def validate_value(catalog: Catalog, schema: dict[str, Any], value: object, context: str) -> Valid | Invalid:
+    """Check ``value`` against any schema of the catalog (a query's output, a view), refs resolved
+    relative to the lexicon ``context``."""
+    try:
+        _check(catalog, schema, value, "$", context, 0)
     except _Fail as fail:
         return Invalid(fail.reason, fail.path or "$")
     except RecursionError:

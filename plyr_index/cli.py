@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "capture": ("ingest.__main__:capture_main", "record an upstream's raw frames to a file"),
     "project": ("projector.__main__:main", "fold the event log into the Postgres read models"),
     "replay": ("projector.__main__:replay_main", "rebuild the read models from offset 0 and swap them in"),
+    "serve": ("api.__main__:main", "serve the read API: XRPC queries, live events, audio stream"),
     "migrate": ("plyr_index.migrate_cmd:main", "apply the database migrations"),
 }
 

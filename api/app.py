@@ -1,0 +1,161 @@
+"""Composition root of the read API: the pool, the XRPC queries, live events, health, metrics, CORS.
+
+Errors leave as XRPC errors (status plus ``{"error", "message"}``); anything unexpected is logged and
+answered 500 ``InternalServerError`` without internals.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import orjson
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import ORJSONResponse, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api import live
+from api.errors import XrpcError
+from api.queries import register_all
+from api.settings import ApiSettings
+from runtime.logging import get_logger
+from schemas.migrate import quote_schema
+
+log = get_logger("api")
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(
+            kind, encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"
+        )
+
+
+def open_pool(database_url: str, settings: ApiSettings) -> asyncpg.Pool:
+    """A pool reading ``settings.schema_name`` (pg_trgm's functions live in public)."""
+    return asyncpg.create_pool(
+        database_url,
+        min_size=settings.pool_min,
+        max_size=settings.pool_max,
+        init=_init_connection,
+        server_settings={"search_path": f"{quote_schema(settings.schema_name)}, public", "jit": "off"},
+    )
+
+
+class RouteMetrics:
+    """Requests, latency and errors per route (the route's template, never the raw path)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter("plyr_api_requests", "Requests served", ["route", "status"], registry=registry)
+        self.latency = Histogram(
+            "plyr_api_request_seconds",
+            "Time to answer",
+            ["route"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.errors = Counter("plyr_api_errors", "Responses with status >= 500", ["route"], registry=registry)
+
+
+def create_app(database_url: str, settings: ApiSettings, registry: CollectorRegistry | None = None) -> FastAPI:
+    """The FastAPI app; the pool opens with the app's lifespan."""
+    registry = registry or CollectorRegistry()
+    metrics = RouteMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_pool(database_url, settings) as pool:
+            app.state.pool = pool
+            log.info("api_start", schema=settings.schema_name)
+            yield
+
+    app = FastAPI(
+        title="plyr-index",
+        description="The music index of the AT Protocol network: fm.plyr.* over XRPC.",
+        version="1",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "HEAD", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["ETag", "Location"],
+            max_age=600,
+        )
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            name = getattr(route, "path", "unmatched")
+            metrics.requests.labels(name, str(status)).inc()
+            metrics.latency.labels(name).observe(time.perf_counter() - start)
+            if status >= 500:
+                metrics.errors.labels(name).inc()
+
+    @app.exception_handler(XrpcError)
+    async def xrpc_error(request: Request, err: XrpcError) -> Response:
+        return ORJSONResponse(err.body(), status_code=err.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> Response:
+        first = err.errors()[0] if err.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return ORJSONResponse({"error": "InvalidRequest", "message": f"{where}: {first.get('msg', 'invalid')}"}, 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> Response:
+        if err.status_code == 404 and request.url.path.startswith("/xrpc/"):
+            return ORJSONResponse({"error": "MethodNotImplemented", "message": "no such method"}, 501)
+        name = "NotFound" if err.status_code == 404 else "InvalidRequest"
+        return ORJSONResponse({"error": name, "message": str(err.detail)}, err.status_code)
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, err: Exception) -> Response:
+        log.exception("api_error", path=request.url.path)
+        return ORJSONResponse({"error": "InternalServerError", "message": "internal error"}, 500)
+
+    router = APIRouter()
+    register_all(router)
+    app.include_router(router)
+    app.include_router(live.router)
+    _add_operational(app, registry, settings)
+    return app
+
+
+def _add_operational(app: FastAPI, registry: CollectorRegistry, settings: ApiSettings) -> None:
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready(request: Request) -> Response:
+        try:
+            row = await request.app.state.pool.fetchrow(
+                "SELECT extract(epoch FROM now() - max(updated_at)) AS idle, count(*) AS partitions FROM offsets"
+            )
+        except (OSError, asyncpg.PostgresError) as err:
+            return ORJSONResponse({"status": "unavailable", "reason": f"database: {type(err).__name__}"}, 503)
+        return ORJSONResponse({"status": "ready", "partitions": row["partitions"], "idleSeconds": row["idle"]})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,61 @@
+"""Opaque page cursors: the (sort key, uri) of the last row served, tagged with the list they page.
+
+A cursor is base64url of a small JSON array. It is not a secret, just opaque to clients so the key
+can change; anything that does not decode to the expected shape is a 400 InvalidRequest, never a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+
+import orjson
+
+from api.errors import InvalidRequest
+
+Key = str | int | float | datetime
+
+
+def _is(kind: type, value: object) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return kind is str and isinstance(value, str)
+
+
+def encode(tag: str, *key: Key) -> str:
+    """The cursor after a row whose sort key is ``key``."""
+    values = [k.isoformat() if isinstance(k, datetime) else k for k in key]
+    return base64.urlsafe_b64encode(orjson.dumps([tag, *values])).decode().rstrip("=")
+
+
+def decode(tag: str, cursor: str | None, kinds: tuple[type, ...]) -> tuple[Key, ...] | None:
+    """The key in ``cursor`` (None when absent), each part of the type in ``kinds`` (datetime parts
+    are ISO strings in the cursor)."""
+    if cursor is None:
+        return None
+    try:
+        raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        raise InvalidRequest("malformed cursor") from None
+    if not isinstance(raw, list) or len(raw) != len(kinds) + 1 or raw[0] != tag:
+        raise InvalidRequest("cursor does not belong to this list")
+    out: list[Key] = []
+    for value, kind in zip(raw[1:], kinds, strict=True):
+        if kind is datetime:
+            try:
+                parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+            except ValueError:
+                parsed = None
+            if parsed is None or parsed.tzinfo is None:
+                raise InvalidRequest("malformed cursor")
+            out.append(parsed)
+        elif kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            out.append(float(value))
+        elif (kind is int and isinstance(value, int) and not isinstance(value, bool)) or (
+            kind is str and isinstance(value, str)
+        ):
+            out.append(value)
+        else:
+            raise InvalidRequest("malformed cursor")
+    return tuple(out)

@@ -1,0 +1,122 @@
+"""Search over tracks, artists, albums and playlists with pg_trgm.
+
+Text is compared through the read models' ``search_norm`` (case folded, typographic quotes plain), the
+same function the trigram indexes are built on. Ranking: exact, then prefix, then substring, then
+fuzzy (trigram similarity over the threshold); within a class by similarity, then uri, so pages are
+stable and a cursor on (class, similarity, kind, key) never skips or repeats.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from api import views
+from api.cursor import decode
+from api.errors import InvalidRequest
+from api.queries.common import ctx, page, track_views, with_cursor
+from api.sql import ARTIST_COLUMNS, LIST_COLUMNS, LISTS, TRACK_COLUMNS, TRACKS
+from api.xrpc import Params, add_query
+
+_MATCH = ("exact", "prefix", "substring", "fuzzy")
+# Straight and typographic quotes (left/right single and double).
+_QUOTES = "\"'\u2018\u2019\u201c\u201d"
+
+
+def normalize_query(q: str) -> str:
+    """NFKC, trimmed, surrounding quotes dropped; SQL folds case and quote styles further."""
+    text = unicodedata.normalize("NFKC", q).strip()
+    while len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
+        text = text[1:-1].strip()
+    return text
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _ranked(field: str) -> str:
+    # $1 = search_norm(q), $2 = escaped search_norm(q) for LIKE
+    return (
+        f"CASE WHEN search_norm({field}) = $1 THEN 0 WHEN search_norm({field}) LIKE $2 || '%' THEN 1"
+        f" WHEN search_norm({field}) LIKE '%' || $2 || '%' THEN 2 ELSE 3 END"
+    )
+
+
+def _matches(field: str) -> str:
+    return f"(search_norm({field}) LIKE '%' || $2 || '%' OR search_norm({field}) OPERATOR(public.%) $1)"
+
+
+def _source(kind: str, field: str, from_: str, key: str, extra: str = "") -> str:
+    return (
+        f"SELECT '{kind}'::text AS kind, {key} AS key, {_ranked(field)} AS class,"
+        f" public.similarity(search_norm({field}), $1)::float8 AS sim FROM {from_}"
+        f" WHERE {field} IS NOT NULL AND {_matches(field)} {extra}"
+    )
+
+
+_SOURCES = {
+    "track": _source("track", "t.title", TRACKS, "t.uri"),
+    "artist": _source("artist", "a.handle", "artists a", "a.did", "AND a.active AND NOT a.local_takedown"),
+    "album": _source("album", "l.name", LISTS, "l.uri", "AND l.list_type = 'album'"),
+    "playlist": _source("playlist", "l.name", LISTS, "l.uri", "AND l.list_type = 'playlist'"),
+}
+
+
+async def search(request: Request, p: Params) -> dict[str, Any]:
+    c = ctx(request)
+    q = normalize_query(p["q"])
+    if not q:
+        raise InvalidRequest("q is empty once quotes and spaces are removed")
+    kinds = [p["type"]] if p["type"] is not None else list(_SOURCES)
+    after = decode("search", p["cursor"], (int, float, str, str))
+    cond = "" if after is None else "WHERE (class, -sim, kind, key) > ($4, $5, $6, $7)"
+    union = " UNION ALL ".join(_SOURCES[k] for k in kinds)
+    async with c.pool.acquire() as conn:
+        norm = await conn.fetchval("SELECT search_norm($1)", q)
+        rows = await conn.fetch(
+            f"SELECT * FROM ({union}) s {cond} ORDER BY class, sim DESC, kind, key LIMIT $3",
+            norm,
+            _like_escape(norm),
+            p["limit"] + 1,
+            *(() if after is None else (after[0], -float(after[1]), after[2], after[3])),  # type: ignore[arg-type]
+        )
+    shown, cursor = page(rows, p["limit"], "search", lambda r: (r["class"], r["sim"], r["kind"], r["key"]))
+    by_kind: dict[str, list[str]] = {}
+    for r in shown:
+        by_kind.setdefault(r["kind"], []).append(r["key"])
+    track_rows = await c.pool.fetch(
+        f"SELECT {TRACK_COLUMNS} FROM {TRACKS} WHERE t.uri = ANY($1)", by_kind.get("track", [])
+    )
+    tracks = dict(zip((r["uri"] for r in track_rows), await track_views(c, track_rows), strict=True))
+    artists = {
+        r["did"]: views.artist_view(r)
+        for r in await c.pool.fetch(
+            f"SELECT {ARTIST_COLUMNS} FROM artists a WHERE a.did = ANY($1)", by_kind.get("artist", [])
+        )
+    }
+    list_keys = by_kind.get("album", []) + by_kind.get("playlist", [])
+    lists = {
+        r["uri"]: views.list_view(r)
+        for r in await c.pool.fetch(f"SELECT {LIST_COLUMNS} FROM {LISTS} WHERE l.uri = ANY($1)", list_keys)
+    }
+    results = []
+    for r in shown:
+        result: dict[str, Any] = {"type": r["kind"], "match": _MATCH[r["class"]]}
+        if r["kind"] == "track" and r["key"] in tracks:
+            result["track"] = tracks[r["key"]]
+        elif r["kind"] == "artist" and r["key"] in artists:
+            result["artist"] = artists[r["key"]]
+        elif r["key"] in lists:
+            result["list"] = lists[r["key"]]
+        else:
+            continue  # hidden between the two reads
+        results.append(result)
+    return with_cursor({"results": results}, cursor)
+
+
+def register(router: APIRouter) -> None:
+    """Serve search."""
+    add_query(router, "fm.plyr.index.search", search)

@@ -1,0 +1,109 @@
+"""Read-model rows → the views of ``fm.plyr.index.defs`` (pure; no I/O).
+
+Columns are selected under fixed aliases by :mod:`api.sql`, so each view reads one row shape.
+Optional fields are left out rather than sent as null, as lexicon objects expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+Row = Mapping[str, Any]
+
+
+def when(value: datetime) -> str:
+    """An atproto datetime: UTC, milliseconds, ``Z``."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _some(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def artist_ref(did: str, handle: str | None, avatar: str | None = None, name: str | None = None) -> dict[str, Any]:
+    """Who: a DID with what the index knows of it."""
+    return _some(did=did, handle=handle, name=name, avatar=avatar)
+
+
+def track_view(row: Row, people: Mapping[str, Row], public_url: str) -> dict[str, Any]:
+    """A track row (``api.sql.TRACK_COLUMNS``) with its featured artists looked up in ``people``."""
+    features = []
+    for feature in row["features"] or []:
+        known = people.get(feature["did"])
+        handle = known["handle"] if known is not None else None
+        features.append(artist_ref(feature["did"], handle, known["avatar"] if known is not None else None))
+    return _some(
+        uri=row["uri"],
+        cid=row["cid"],
+        title=row["title"],
+        artist=artist_ref(row["did"], row["artist_handle"], row["artist_avatar"], row["artist"]),
+        features=features,
+        album=row["album"],
+        duration=row["duration"],
+        fileType=row["file_type"],
+        imageUrl=row["image_url"],
+        description=row["description"],
+        labels=row["labels"],
+        supportGate=row["support_gate"],
+        likeCount=row["like_count"],
+        commentCount=row["comment_count"],
+        createdAt=when(row["created_at"]),
+        indexedAt=when(row["indexed_at"]),
+        streamUrl=f"{public_url.rstrip('/')}/stream/{row['did']}/{row['rkey']}",
+    )
+
+
+def artist_view(row: Row) -> dict[str, Any]:
+    """An artists row with its totals."""
+    return _some(
+        did=row["did"],
+        handle=row["handle"],
+        bio=row["bio"],
+        avatar=row["avatar"],
+        trackCount=row["track_count"],
+        likesReceived=row["likes_received"],
+        totalDuration=row["total_duration"],
+        indexedAt=when(row["indexed_at"]),
+    )
+
+
+def list_view(row: Row) -> dict[str, Any]:
+    """A lists row (``api.sql.LIST_COLUMNS``)."""
+    return _some(
+        uri=row["uri"],
+        cid=row["cid"],
+        name=row["name"],
+        listType=row["list_type"],
+        artist=artist_ref(row["did"], row["artist_handle"], row["artist_avatar"]),
+        itemCount=row["item_count"],
+        createdAt=when(row["created_at"]),
+        updatedAt=when(row["updated_at"]) if row["updated_at"] is not None else None,
+        indexedAt=when(row["indexed_at"]),
+    )
+
+
+def list_item_view(
+    position: int, subject_uri: str, subject_cid: str, track: dict[str, Any] | None, reason: str | None
+) -> dict[str, Any]:
+    """One item of a list in the record's order; unavailable items are kept, with the reason."""
+    return _some(
+        position=position,
+        subject={"uri": subject_uri, "cid": subject_cid},
+        available=track is not None,
+        reason=reason,
+        track=track,
+    )
+
+
+def comment_view(row: Row) -> dict[str, Any]:
+    """A comments row joined with its author."""
+    return _some(
+        uri=row["uri"],
+        author=artist_ref(row["did"], row["handle"], row["avatar"]),
+        text=row["text"],
+        timestampMs=row["timestamp_ms"],
+        createdAt=when(row["created_at"]),
+        updatedAt=when(row["updated_at"]) if row["updated_at"] is not None else None,
+    )

@@ -1,0 +1,183 @@
+"""XRPC queries driven by their lexicons: the lexicon is the one place a query's parameters and output
+are defined. Parameters are parsed and checked against it here (a bad one is a 400 InvalidRequest
+naming it), and the OpenAPI operation is generated from it, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import ORJSONResponse, Response
+
+from api.errors import InvalidRequest
+from lexicons.validate import Catalog, Invalid, validate_value
+
+Params = dict[str, Any]
+Handler = Callable[[Request, Params], Awaitable[dict[str, Any]]]
+
+NAMESPACE = "fm.plyr.index."
+_CATALOG = Catalog.builtin()
+
+
+def catalog() -> Catalog:
+    """The lexicons this API serves (and the record lexicons they reference)."""
+    return _CATALOG
+
+
+def query_lexicons() -> dict[str, dict[str, Any]]:
+    """NSID → the main def of each query of the index's namespace."""
+    return {
+        nsid: doc["defs"]["main"]
+        for nsid, doc in _CATALOG.documents.items()
+        if nsid.startswith(NAMESPACE) and doc["defs"].get("main", {}).get("type") == "query"
+    }
+
+
+def _one(name: str, schema: dict[str, Any], raw: str) -> Any:
+    kind = schema.get("type")
+    value: Any = raw
+    if kind == "integer":
+        try:
+            value = int(raw, 10)
+        except ValueError:
+            raise InvalidRequest(f"{name} must be an integer") from None
+    elif kind == "boolean":
+        if raw not in ("true", "false"):
+            raise InvalidRequest(f"{name} must be true or false")
+        value = raw == "true"
+    checked = validate_value(_CATALOG, schema, value, NAMESPACE)
+    if isinstance(checked, Invalid):
+        raise InvalidRequest(f"{name}: {checked.reason}")
+    known = schema.get("knownValues")
+    if kind == "string" and known and value not in known:
+        # Our own queries treat knownValues as the closed set they implement.
+        raise InvalidRequest(f"{name} must be one of {', '.join(known)}")
+    return value
+
+
+def parse_params(definition: dict[str, Any], query: Mapping[str, list[str]]) -> Params:
+    """The query string checked against the lexicon's params; defaults filled in."""
+    spec = definition.get("parameters", {})
+    props: dict[str, Any] = spec.get("properties", {})
+    unknown = sorted(set(query) - set(props))
+    if unknown:
+        raise InvalidRequest(f"unknown parameter {unknown[0]!r}")
+    out: Params = {}
+    for name, schema in props.items():
+        given = query.get(name, [])
+        if schema.get("type") != "array" and len(given) > 1:
+            raise InvalidRequest(f"{name} given more than once")
+        if not given:
+            if name in spec.get("required", []):
+                raise InvalidRequest(f"{name} is required")
+            out[name] = schema.get("default")
+            continue
+        out[name] = _one(name, schema, given[0])
+    return out
+
+
+def to_json_schema(schema: dict[str, Any], context: str, depth: int = 0) -> dict[str, Any]:
+    """A lexicon schema as OpenAPI's JSON Schema (refs inlined; cycles cut at depth 8)."""
+    kind = schema.get("type")
+    doc = {"description": schema["description"]} if "description" in schema else {}
+    if depth > 8:
+        return {"type": "object", **doc}
+    if kind == "ref":
+        ref = schema["ref"]
+        target = ref.split("#")[0] or context
+        return to_json_schema(_CATALOG.resolve(ref, context), target, depth + 1)
+    if kind == "union":
+        refs = [to_json_schema({"type": "ref", "ref": r}, context, depth + 1) for r in schema.get("refs", [])]
+        return {"oneOf": refs, **doc}
+    if kind == "object":
+        props = {k: to_json_schema(v, context, depth + 1) for k, v in schema.get("properties", {}).items()}
+        out: dict[str, Any] = {"type": "object", "properties": props, **doc}
+        if schema.get("required"):
+            out["required"] = list(schema["required"])
+        return out
+    if kind == "array":
+        return {"type": "array", "items": to_json_schema(schema["items"], context, depth + 1), **doc}
+    if kind == "integer":
+        out = {"type": "integer", **doc}
+        for lex, js in (("minimum", "minimum"), ("maximum", "maximum"), ("default", "default")):
+            if lex in schema:
+                out[js] = schema[lex]
+        return out
+    if kind == "string":
+        out = {"type": "string", **doc}
+        if "format" in schema:
+            out["format"] = schema["format"]
+        if "knownValues" in schema:
+            out["enum"] = list(schema["knownValues"])
+        for key in ("minLength", "maxLength", "default"):
+            if key in schema:
+                out[key] = schema[key]
+        return out
+    if kind == "boolean":
+        return {"type": "boolean", **doc}
+    return {"type": "object", **doc}
+
+
+def openapi_operation(nsid: str, definition: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI ``parameters`` and 200 response of a query, from its lexicon."""
+    spec = definition.get("parameters", {})
+    required = set(spec.get("required", []))
+    params = [
+        {"name": name, "in": "query", "required": name in required, "schema": to_json_schema(schema, nsid)}
+        for name, schema in spec.get("properties", {}).items()
+    ]
+    output = to_json_schema(definition["output"]["schema"], nsid)
+    error = {
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["error", "message"],
+                    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+                }
+            }
+        }
+    }
+    return {
+        "parameters": params,
+        "responses": {
+            "200": {"description": "OK", "content": {"application/json": {"schema": output}}},
+            "400": {"description": "InvalidRequest", **error},
+            "404": {"description": "NotFound", **error},
+        },
+    }
+
+
+CachePolicy = Callable[[Params], str | None]
+
+
+def add_query(router: APIRouter, nsid: str, handler: Handler, cache: str | None = None) -> None:
+    """Serve ``GET /xrpc/<nsid>`` with ``handler``; ``cache`` is the Cache-Control of a success."""
+    definition = query_lexicons()[nsid]
+
+    async def endpoint(request: Request) -> Response:
+        raw: dict[str, list[str]] = {}
+        for key, value in request.query_params.multi_items():
+            raw.setdefault(key, []).append(value)
+        body = orjson.dumps(await handler(request, parse_params(definition, raw)))
+        # A strong validator of the exact bytes: a client (or CDN) revalidating gets a 304 when
+        # nothing it would see has changed.
+        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        headers = {"ETag": etag, "Cache-Control": cache or "no-cache"}
+        if etag in (request.headers.get("if-none-match") or "").replace(" ", "").split(","):
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
+
+    router.add_api_route(
+        f"/xrpc/{nsid}",
+        endpoint,
+        methods=["GET"],
+        name=nsid,
+        summary=definition.get("description"),
+        openapi_extra=openapi_operation(nsid, definition),
+        response_class=ORJSONResponse,
+    )
