@@ -11,6 +11,7 @@ stay right under re-delivery, hides and purges, and reads never aggregate.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +21,9 @@ import asyncpg
 import orjson
 
 from projector.fold import rows
+from projector.fold.changes import Change, ChangeLog, Shown
 from projector.fold.ledger import Decision, LedgerRow, RecordState, decide, next_row
+from projector.fold.rows import COMMENT, LIKE, LIST, PROFILE, TRACK
 from schemas.codec import EnvelopeError, decode
 from schemas.envelope import AccountEvent, Event, IdentityEvent, RecordEvent
 from schemas.migrate import quote_schema
@@ -28,13 +31,6 @@ from schemas.migrate import quote_schema
 # (collection, record) → None when valid, else the reason.
 Validator = Callable[[str, dict[str, Any]], str | None]
 
-TRACK, LIKE, LIST, COMMENT, PROFILE = (
-    "fm.plyr.track",
-    "fm.plyr.like",
-    "fm.plyr.list",
-    "fm.plyr.comment",
-    "fm.plyr.actor.profile",
-)
 _TABLES = {TRACK: "tracks", LIKE: "likes", LIST: "lists", COMMENT: "comments"}
 _INDEXED = frozenset({TRACK, LIKE, LIST, COMMENT, PROFILE})
 
@@ -113,6 +109,8 @@ class BatchResult:
     stale: int = 0
     skipped_offsets: int = 0
     dead_letters: int = 0
+    # rows appended to the change log
+    changes: int = 0
     by_collection: dict[str, int] = field(default_factory=dict)
     # The upstream time of the newest event applied (for lag in seconds).
     newest: datetime | None = None
@@ -133,6 +131,9 @@ class _Plan:
     dids: set[str] = field(default_factory=set)
     # uris deleted and created again within the batch: their old row is replaced, not updated
     reborn: set[str] = field(default_factory=set)
+    # like/comment uri → its subject in the read models before the batch
+    subjects: dict[str, str] = field(default_factory=dict)
+    changes: ChangeLog = field(default_factory=ChangeLog)
 
 
 def _row_for(collection: str, event: RecordEvent) -> Any:
@@ -170,12 +171,20 @@ _ANALYZE_GROWTH = 0.5
 _ANALYZE_MIN = 2_000
 
 
+def changes_lock_key(schema: str) -> int:
+    """The advisory lock that orders appends to ``schema``'s change log: a bigint that every process
+    derives alike from the schema name (Python's ``hash`` is salted per process; this is not)."""
+    digest = hashlib.blake2b(f"plyr-changes:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 class Store:
     """Applies batches to the read models in ``schema``."""
 
     def __init__(self, pool: asyncpg.Pool, schema: str, validator: Validator, topic: str) -> None:
         self._pool = pool
         self._schema = quote_schema(schema)
+        self._changes_lock = changes_lock_key(schema)
         self._validate = validator
         self._topic = topic
         self._applied_total = 0
@@ -226,8 +235,10 @@ class Store:
                     plan.dead.append((m.partition, m.offset, None, None, None, None, item.reason or "", None))
             await self._fold(conn, [i for i in fresh if i.event is not None], plan, result)
             await self._write(conn, plan)
+            await self._append_changes(conn, plan.changes.changes)
             await self._store_offsets(conn, [i.msg for i in fresh])
         result.dead_letters = len(plan.dead)
+        result.changes = len(plan.changes.changes)
         await self._keep_statistics(result.applied)
         return result
 
@@ -273,6 +284,7 @@ class Store:
                 plan.ledger[(r["did"], r["collection"], r["rkey"])] = LedgerRow(
                     r["rev"], RecordState(r["state"]), r["cid"]
                 )
+            await self._load_shown(conn, items, plan)
         for item in items:
             event = item.event
             assert event is not None
@@ -281,22 +293,29 @@ class Store:
                 plan.handles[event.did] = event.handle
             elif isinstance(event, AccountEvent):
                 plan.statuses[event.did] = (event.active, event.status)
-                # A purge drops what the batch planned for the repo before it.
+                plan.changes.account(event)
+                # A purge drops what the batch planned for the repo before it, and leaves its records
+                # tombstoned (as the purge statements will), so later events see them as not live.
                 if event.status == "deleted":
                     for writes in plan.writes.values():
                         for uri in [u for u in writes if u.startswith(f"at://{event.did}/")]:
                             del writes[uri]
+                    for key, row in plan.ledger.items():
+                        if key[0] == event.did:
+                            plan.ledger[key] = LedgerRow(row.rev, RecordState.DELETED, None)
             elif isinstance(event, RecordEvent):
                 self._fold_record(item, event, plan, result)
 
     def _fold_record(self, item: PreparedItem, event: RecordEvent, plan: _Plan, result: BatchResult) -> None:
         key = (event.did, event.collection, event.rkey)
         reason = item.reason
-        decision = decide(event, plan.ledger.get(key), valid=reason is None)
+        before = plan.ledger.get(key)
+        decision = decide(event, before, valid=reason is None)
         if decision is Decision.STALE:
             result.stale += 1
             return
         plan.ledger[key] = next_row(event, decision)
+        plan.changes.record(event, before, decision, item.row)
         result.applied += 1
         result.by_collection[event.collection] = result.by_collection.get(event.collection, 0) + 1
         writes = plan.writes.get(event.collection)
@@ -320,6 +339,62 @@ class Store:
                 (msg.partition, msg.offset, event.did, event.collection, event.rkey, event.rev, reason, raw)
             )
 
+    async def _load_shown(self, conn: asyncpg.Connection, items: Sequence[PreparedItem], plan: _Plan) -> None:
+        """What the read models show before the batch of its likes, comments, lists and accounts: the old
+        subjects (whose counts change) and what the change log needs of an old version."""
+        uris: dict[str, list[str]] = {LIKE: [], COMMENT: [], LIST: []}
+        accounts: list[str] = []
+        for item in items:
+            event = item.event
+            if isinstance(event, RecordEvent) and event.collection in uris:
+                uris[event.collection].append(event.uri)
+            elif isinstance(event, AccountEvent):
+                accounts.append(event.did)
+        if accounts:
+            for r in await conn.fetch("SELECT did, active, status FROM artists WHERE did = ANY($1)", accounts):
+                plan.changes.accounts[r["did"]] = (r["active"], r["status"])
+        if uris[LIKE] or uris[COMMENT]:
+            for r in await conn.fetch(
+                "SELECT uri, subject_uri FROM likes WHERE uri = ANY($1)"
+                " UNION ALL SELECT uri, subject_uri FROM comments WHERE uri = ANY($2)",
+                uris[LIKE],
+                uris[COMMENT],
+            ):
+                plan.subjects[r["uri"]] = r["subject_uri"]
+                plan.changes.views[r["uri"]] = Shown(subject_uri=r["subject_uri"])
+        if uris[LIST]:
+            for r in await conn.fetch(
+                "SELECT l.uri, l.list_type, l.name,"
+                " array(SELECT i.subject_uri FROM list_items i WHERE i.list_uri = l.uri ORDER BY i.position) AS items"
+                " FROM lists l WHERE l.uri = ANY($1)",
+                uris[LIST],
+            ):
+                plan.changes.views[r["uri"]] = Shown(list_type=r["list_type"], name=r["name"], items=tuple(r["items"]))
+
+    async def _append_changes(self, conn: asyncpg.Connection, changes: Sequence[Change]) -> None:
+        """Append the batch's change log rows, in log order, as the last write before the offsets.
+
+        The transaction-scoped advisory lock, held until commit, makes seq order commit order with
+        several projectors: no other batch can draw a seq between this one's insert and its commit, so
+        a reader that saw seq N never later finds a committed row below N (and seqs have no gaps but
+        those of rolled-back batches). It is taken this late so batches wait on each other only for
+        the insert and the commit.
+        """
+        if not changes:
+            return
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", self._changes_lock)
+        await conn.execute(
+            "INSERT INTO changes (kind, did, uri, subject_uri, detail)"
+            " SELECT kind, did, uri, subject_uri, detail"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])"
+            " WITH ORDINALITY AS c(kind, did, uri, subject_uri, detail, n) ORDER BY n",
+            [c.kind.value for c in changes],
+            [c.did for c in changes],
+            [c.uri for c in changes],
+            [c.subject_uri for c in changes],
+            [orjson.dumps(c.detail).decode() if c.detail is not None else None for c in changes],
+        )
+
     async def _write(self, conn: asyncpg.Connection, plan: _Plan) -> None:
         await _bulk(
             conn, "INSERT INTO artists (did)", ["text"], [(d,) for d in sorted(plan.dids)], "ON CONFLICT DO NOTHING"
@@ -332,10 +407,9 @@ class Store:
             "ON CONFLICT (did, collection, rkey) DO UPDATE SET rev = EXCLUDED.rev, state = EXCLUDED.state,"
             " cid = EXCLUDED.cid, updated_at = now()",
         )
-        tracks: set[str] = set()
-        artists: set[str] = set()
-        await self._write_records(conn, plan, tracks, artists)
-        await self._write_repos(conn, plan, tracks, artists)
+        tracks, artists = await self._lock_shared(conn, plan)
+        await self._write_records(conn, plan)
+        await self._write_repos(conn, plan)
         if plan.dead:
             await conn.executemany(
                 'INSERT INTO dead_letters (topic, partition, "offset", did, collection, rkey, rev, reason, raw)'
@@ -344,13 +418,49 @@ class Store:
             )
         await self._recount(conn, tracks, artists)
 
-    async def _write_records(self, conn: asyncpg.Connection, plan: _Plan, tracks: set[str], artists: set[str]) -> None:
-        # Subjects whose counts change: the old subject of every changed like/comment, and the new one.
+    async def _lock_shared(self, conn: asyncpg.Connection, plan: _Plan) -> tuple[set[str], set[str]]:
+        """Lock, in one global order (tracks by uri, then artists by did), every existing row of those
+        tables the batch will write; return the tracks and artists to recount, all among them.
+
+        A batch writes its own repos' rows, but also the counts of other repos' tracks and artists (a
+        like from here to a track there). Two projectors on disjoint partitions would otherwise lock
+        such rows in their statements' orders and deadlock; locked up front in sorted order they take
+        turns, and no later statement of the batch waits on a row lock at all. A recount that waited
+        here reads a snapshot taken after the other batch committed, so it counts what that one wrote.
+        """
+        # The old and the new subject of every changed like/comment, every written track, and for a
+        # repo whose status changes: its tracks, and what it liked or commented on.
+        touched = set(plan.writes[TRACK])
         for collection in (LIKE, COMMENT):
-            uris = list(plan.writes[collection])
-            if uris:
-                old = await conn.fetch(f"SELECT subject_uri FROM {_TABLES[collection]} WHERE uri = ANY($1)", uris)
-                tracks.update(r["subject_uri"] for r in old)
+            for uri, write in plan.writes[collection].items():
+                if uri in plan.subjects:
+                    touched.add(plan.subjects[uri])
+                if write is not None:
+                    touched.add(write[1].subject_uri)
+        if plan.statuses:
+            for r in await conn.fetch(
+                "SELECT uri AS u FROM tracks WHERE did = ANY($1)"
+                " UNION SELECT subject_uri FROM likes WHERE did = ANY($1)"
+                " UNION SELECT subject_uri FROM comments WHERE did = ANY($1)",
+                list(plan.statuses),
+            ):
+                touched.add(r["u"])
+        found = []
+        if touched:
+            found = await conn.fetch(
+                "SELECT uri, did FROM tracks WHERE uri = ANY($1) ORDER BY uri FOR UPDATE", sorted(touched)
+            )
+        # A touched track that does not exist is not indexed (yet: a like may come first), or is being
+        # created by another projector's batch right now. That batch counts it, but cannot see this
+        # batch's like if this one commits after its recount: a narrow race between two projectors that
+        # leaves the count one short until the track is next touched (one projector never hits it).
+        tracks = {r["uri"] for r in found} | set(plan.writes[TRACK])
+        artists = {uri.split("/")[2] for uri in plan.writes[TRACK]} | set(plan.statuses)
+        if locked := plan.dids | artists | {r["did"] for r in found}:
+            await conn.execute("SELECT FROM artists WHERE did = ANY($1) ORDER BY did FOR UPDATE", sorted(locked))
+        return tracks, artists
+
+    async def _write_records(self, conn: asyncpg.Connection, plan: _Plan) -> None:
         for collection, table in _TABLES.items():
             gone = [uri for uri, w in plan.writes[collection].items() if w is None or uri in plan.reborn]
             if gone:
@@ -399,8 +509,6 @@ class Store:
                     for e, r, seen in track_rows
                 ],
             )
-        artists.update(uri.split("/")[2] for uri in plan.writes[TRACK])
-        tracks.update(plan.writes[TRACK])
         like_rows = [w for w in plan.writes[LIKE].values() if w is not None]
         if like_rows:
             await _bulk(
@@ -411,7 +519,6 @@ class Store:
                 "ON CONFLICT (uri) DO UPDATE SET subject_uri = EXCLUDED.subject_uri,"
                 " subject_cid = EXCLUDED.subject_cid, created_at = EXCLUDED.created_at",
             )
-            tracks.update(r.subject_uri for _, r, _ in like_rows)
         comment_rows = [w for w in plan.writes[COMMENT].values() if w is not None]
         if comment_rows:
             await conn.executemany(
@@ -435,7 +542,6 @@ class Store:
                     for e, r, seen in comment_rows
                 ],
             )
-            tracks.update(r.subject_uri for _, r, _ in comment_rows)
         list_rows = [w for w in plan.writes[LIST].values() if w is not None]
         if list_rows:
             await conn.executemany(
@@ -477,7 +583,7 @@ class Store:
                 profiles,
             )
 
-    async def _write_repos(self, conn: asyncpg.Connection, plan: _Plan, tracks: set[str], artists: set[str]) -> None:
+    async def _write_repos(self, conn: asyncpg.Connection, plan: _Plan) -> None:
         if plan.handles:
             await conn.executemany(
                 "UPDATE artists SET handle = $2, updated_at = now() WHERE did = $1",
@@ -485,17 +591,6 @@ class Store:
             )
         if not plan.statuses:
             return
-        dids = list(plan.statuses)
-        # Everything whose visible counts depend on these repos: their tracks, and what they liked or
-        # commented on.
-        for r in await conn.fetch(
-            "SELECT uri AS u FROM tracks WHERE did = ANY($1)"
-            " UNION SELECT subject_uri FROM likes WHERE did = ANY($1)"
-            " UNION SELECT subject_uri FROM comments WHERE did = ANY($1)",
-            dids,
-        ):
-            tracks.add(r["u"])
-        artists.update(dids)
         await conn.executemany(
             "UPDATE artists SET active = $2, status = $3, updated_at = now() WHERE did = $1",
             [(did, active, status) for did, (active, status) in plan.statuses.items()],

@@ -13,6 +13,15 @@ from typing import Any
 
 import orjson
 
+# The indexed collections.
+TRACK, LIKE, LIST, COMMENT, PROFILE = (
+    "fm.plyr.track",
+    "fm.plyr.like",
+    "fm.plyr.list",
+    "fm.plyr.comment",
+    "fm.plyr.actor.profile",
+)
+
 
 def parse_time(value: object) -> datetime | None:
     """An atproto datetime string as an aware datetime (None if absent)."""

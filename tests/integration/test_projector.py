@@ -278,6 +278,8 @@ TABLES = {
     "lists": "uri, name, item_count",
     "list_items": "list_uri, position, subject_uri",
     "artists": "did, active, status, track_count, likes_received, total_duration",
+    # The change log as a multiset: seq and at depend on when and how batches committed.
+    "changes": "kind, did, uri, subject_uri, detail",
 }
 
 
