@@ -16,7 +16,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import live
 from api.errors import XrpcError
 from api.queries import register_all
+from api.responses import json_response
 from api.settings import ApiSettings
 from runtime.logging import get_logger
 from schemas.migrate import quote_schema
@@ -81,7 +82,6 @@ def create_app(database_url: str, settings: ApiSettings, registry: CollectorRegi
         description="The music index of the AT Protocol network: fm.plyr.* over XRPC.",
         version="1",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     app.state.settings = settings
     app.state.registry = registry
@@ -113,25 +113,25 @@ def create_app(database_url: str, settings: ApiSettings, registry: CollectorRegi
 
     @app.exception_handler(XrpcError)
     async def xrpc_error(request: Request, err: XrpcError) -> Response:
-        return ORJSONResponse(err.body(), status_code=err.status)
+        return json_response(err.body(), err.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> Response:
         first = err.errors()[0] if err.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return ORJSONResponse({"error": "InvalidRequest", "message": f"{where}: {first.get('msg', 'invalid')}"}, 400)
+        return json_response({"error": "InvalidRequest", "message": f"{where}: {first.get('msg', 'invalid')}"}, 400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> Response:
         if err.status_code == 404 and request.url.path.startswith("/xrpc/"):
-            return ORJSONResponse({"error": "MethodNotImplemented", "message": "no such method"}, 501)
+            return json_response({"error": "MethodNotImplemented", "message": "no such method"}, 501)
         name = "NotFound" if err.status_code == 404 else "InvalidRequest"
-        return ORJSONResponse({"error": name, "message": str(err.detail)}, err.status_code)
+        return json_response({"error": name, "message": str(err.detail)}, err.status_code)
 
     @app.exception_handler(Exception)
     async def crash(request: Request, err: Exception) -> Response:
         log.exception("api_error", path=request.url.path)
-        return ORJSONResponse({"error": "InternalServerError", "message": "internal error"}, 500)
+        return json_response({"error": "InternalServerError", "message": "internal error"}, 500)
 
     router = APIRouter()
     register_all(router)
@@ -150,11 +150,12 @@ def _add_operational(app: FastAPI, registry: CollectorRegistry, settings: ApiSet
     async def ready(request: Request) -> Response:
         try:
             row = await request.app.state.pool.fetchrow(
-                "SELECT extract(epoch FROM now() - max(updated_at)) AS idle, count(*) AS partitions FROM offsets"
+                "SELECT extract(epoch FROM now() - max(updated_at))::float8 AS idle, count(*) AS partitions"
+                " FROM offsets"
             )
         except (OSError, asyncpg.PostgresError) as err:
-            return ORJSONResponse({"status": "unavailable", "reason": f"database: {type(err).__name__}"}, 503)
-        return ORJSONResponse({"status": "ready", "partitions": row["partitions"], "idleSeconds": row["idle"]})
+            return json_response({"status": "unavailable", "reason": f"database: {type(err).__name__}"}, 503)
+        return json_response({"status": "ready", "partitions": row["partitions"], "idleSeconds": row["idle"]})
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:

@@ -53,8 +53,10 @@ async def subscribe_changes(ws: WebSocket) -> None:
     if after > newest:
         await _error(ws, "FutureCursor", f"cursor {after} is ahead of the newest change {newest}")
         return
-    with contextlib.suppress(WebSocketDisconnect):
-        while True:
+    # The client only listens; a task waiting on receive() is how its going away is noticed.
+    closed = asyncio.create_task(_until_closed(ws))
+    try:
+        while not closed.done():
             rows = await pool.fetch(
                 "SELECT ch.seq, ch.kind, ch.did, ch.uri, ch.subject_uri, ch.detail, ch.at"
                 f" FROM changes ch {visible('a', 'ch.did')} WHERE ch.seq > $1 ORDER BY ch.seq LIMIT $2",
@@ -65,13 +67,23 @@ async def subscribe_changes(ws: WebSocket) -> None:
                 await ws.send_json(change_message(row))
             if rows:
                 after = rows[-1]["seq"]
-            # Hidden repos' rows were filtered, so advance past everything scanned.
+                continue
+            # Only hidden repos' rows (or none) after the cursor: step past what was scanned.
             scanned = await pool.fetchval(
-                "SELECT max(seq) FROM (SELECT seq FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2) s",
-                after,
-                _BATCH,
+                "SELECT max(seq) FROM (SELECT seq FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2) s", after, _BATCH
             )
-            if not rows and scanned is None:
-                await asyncio.sleep(_POLL_SECONDS)
-            elif not rows:
+            if scanned is not None:
                 after = scanned
+            else:
+                await asyncio.wait({closed}, timeout=_POLL_SECONDS)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # the client went away mid-send
+    finally:
+        closed.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+            await closed
+
+
+async def _until_closed(ws: WebSocket) -> None:
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass

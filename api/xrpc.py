@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 
 from api.errors import InvalidRequest
 from lexicons.validate import Catalog, Invalid, validate_value
@@ -179,5 +179,4 @@ def add_query(router: APIRouter, nsid: str, handler: Handler, cache: str | None 
         name=nsid,
         summary=definition.get("description"),
         openapi_extra=openapi_operation(nsid, definition),
-        response_class=ORJSONResponse,
     )
