@@ -8,7 +8,8 @@ account changes) on a fresh topic of a tansu broker started here, then, side by 
   ``CommitPipeline`` (batch N+1 prepared while batch N commits), one transaction per poll (up to
   5,000 events) with the offsets;
 - naive: the same SQL, committing each event in its own transaction (run over the first M events,
-  since at its rate the whole log would take too long);
+  since at its rate the whole log would take too long), once with plyr-index's asynchronous commit and
+  once with Postgres' default durable commit (what a straightforward projector runs with);
 - replay: ``plyr-index replay``'s path (``projector.app.rebuild``) over the same log, with the swap.
 Prints events/s for each and the ratio. Uses the Postgres at PLYR_BENCH_PG (default the local server),
 in a database ``plyr_bench`` it recreates.
@@ -31,6 +32,7 @@ from projector.app import open_store, rebuild
 from projector.pipeline import CommitPipeline
 from projector.settings import ProjectorSettings
 from projector.store import LogMessage, Store
+from projector.validate import RecordValidator
 from runtime.settings import PlatformSettings
 from schemas.codec import encode
 from schemas.envelope import Event
@@ -160,14 +162,20 @@ async def main_async(n: int, naive_n: int, partitions: int) -> None:
             naive = await consume_into(
                 await open_store(pool, "bench_naive", "bench.naive"), broker.bootstrap, "bench.naive", naive_n, batch=1
             )
+            await open_store(pool, "bench_naive_durable", "bench.naive")  # migrate
+            durable = Store(pool, "bench_naive_durable", RecordValidator(), "bench.naive", wait_for_flush=True)
+            naive_durable = await consume_into(durable, broker.bootstrap, "bench.naive", naive_n, batch=1)
         plat = PlatformSettings(kafka_bootstrap=broker.bootstrap, database_url=dsn, events_topic="bench.full")
         result = await rebuild(plat, ProjectorSettings(schema_name="bench_ours", metrics_port=0))
         replay = result.events / result.seconds
-        print(f"{'path':<48}{'events/s':>10}")
-        print(f"{'plyr-index (one transaction per poll)':<48}{ours:>10,.0f}")
-        print(f"{'naive (one transaction per event, first ' + format(naive_n, ',') + ')':<48}{naive:>10,.0f}")
-        print(f"{'replay (rebuild from offset 0 + swap)':<48}{replay:>10,.0f}")
-        print(f"ratio plyr-index / naive: {ours / naive:.1f}x")
+        print(f"{'path':<60}{'events/s':>10}")
+        print(f"{'plyr-index (one transaction per poll)':<60}{ours:>10,.0f}")
+        first = f"first {naive_n:,}"
+        print(f"{'naive, async commit (a transaction per event, ' + first + ')':<60}{naive:>10,.0f}")
+        print(f"{'naive, default durable commit (' + first + ')':<60}{naive_durable:>10,.0f}")
+        print(f"{'replay (rebuild from offset 0 + swap)':<60}{replay:>10,.0f}")
+        print(f"ratio plyr-index / naive with async commit: {ours / naive:.1f}x")
+        print(f"ratio plyr-index / naive with durable commit: {ours / naive_durable:.1f}x")
     finally:
         broker.stop()
 

@@ -7,6 +7,12 @@ rebalance race between two projectors) changes nothing the second time. Record e
 against the ``records`` ledger rows (locked too) with :mod:`projector.fold.ledger`. Counts are
 recomputed for exactly the tracks and artists a batch touched, counting only visible repos, so they
 stay right under re-delivery, hides and purges, and reads never aggregate.
+
+Every applied change is appended to the ``changes`` log (:mod:`projector.fold.changes` decides the
+rows) as the batch's last write before its offsets, under an advisory lock held to commit, so seq
+order is commit order across projectors. Lock order, which keeps several projectors free of
+deadlocks: offsets rows by partition, the batch's own ledger rows, then (see ``_lock_shared``) the
+tracks and artists rows it writes, sorted, then the change-log lock.
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ _INDEXED = frozenset({TRACK, LIKE, LIST, COMMENT, PROFILE})
 # sequential ones), and JIT compiling a batch's short statements cost more than running them.
 # synchronous_commit off: a server crash may lose the last commits, but each one carries its own
 # offsets, so the lost batches are consumed again on restart, still exactly once in effect.
-_BATCH_SETTINGS = "SET LOCAL jit = off; SET LOCAL random_page_cost = 1.1; SET LOCAL synchronous_commit = off"
+_BATCH_SETTINGS = "SET LOCAL jit = off; SET LOCAL random_page_cost = 1.1"
+_ASYNC_COMMIT = "; SET LOCAL synchronous_commit = off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,12 +188,17 @@ def changes_lock_key(schema: str) -> int:
 class Store:
     """Applies batches to the read models in ``schema``."""
 
-    def __init__(self, pool: asyncpg.Pool, schema: str, validator: Validator, topic: str) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, schema: str, validator: Validator, topic: str, *, wait_for_flush: bool = False
+    ) -> None:
         self._pool = pool
         self._schema = quote_schema(schema)
         self._changes_lock = changes_lock_key(schema)
         self._validate = validator
         self._topic = topic
+        # Waiting for the WAL flush buys nothing here (see _ASYNC_COMMIT); kept as an option so a
+        # benchmark can run the naive baseline with Postgres' default durability.
+        self._settings = _BATCH_SETTINGS if wait_for_flush else _BATCH_SETTINGS + _ASYNC_COMMIT
         self._applied_total = 0
         self._applied_at_analyze = 0
 
@@ -226,7 +238,7 @@ class Store:
         if not prepared.items:
             return result
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(f"SET LOCAL search_path TO {self._schema}, public; {_BATCH_SETTINGS}")
+            await conn.execute(f"SET LOCAL search_path TO {self._schema}, public; {self._settings}")
             fresh = await self._claim_offsets(conn, prepared.items, result)
             plan = _Plan()
             for item in fresh:
