@@ -368,3 +368,15 @@ async def test_live_changes_resume_from_a_cursor(world: World) -> None:
     async with websockets.connect(f"{ws_base}?cursor={rows[-1]['seq'] + 1000}") as ws:
         frame = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
     assert frame["error"] == "FutureCursor"
+
+
+async def test_activity_feed_shows_what_is_still_there_and_visible(world: World) -> None:
+    full = (await xrpc(world, "getActivity", limit=100))["items"]
+    assert {i["kind"] for i in full} == {"track", "like", "comment", "playlist", "album", "addedToList"}
+    assert not [i for i in full if i["actor"]["did"] in (GONE, LOCAL)]
+    added = [i["track"]["uri"] for i in full if i["kind"] == "addedToList"]
+    # The playlist's missing and hidden items are not activity; its two visible tracks and the album's are.
+    assert world.tracks["gone"][0] not in added and len(added) == 2 + 3
+    assert all("track" in i for i in full if i["kind"] in ("track", "like", "comment", "addedToList"))
+    assert all("list" in i for i in full if i["kind"] in ("playlist", "album", "addedToList"))
+    assert await walk(world, "getActivity", "items", 4) == full
