@@ -1,4 +1,5 @@
-"""Composition root of the projector: pool, migrations, store, consumer, metrics; the batch loop.
+"""Composition root of the projector: pool, migrations, store, consumer, metrics; the batch loop, and
+beside it the timer that recomputes the top-tracks rankings.
 
 Each poll's batch goes to :meth:`projector.store.Store.apply` as one transaction with its offsets; a
 crash anywhere leaves the read models as if every event before the stored offsets was applied once.
@@ -6,6 +7,7 @@ crash anywhere leaves the read models as if every event before the stored offset
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 
@@ -15,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from projector.consumer import LogConsumer
 from projector.metrics import COLLECTIONS, ProjectorMetrics
 from projector.pipeline import CommitPipeline
+from projector.ranking import refresh_periodically, refresh_top_tracks
 from projector.rebuild import ReplayResult, replay
 from projector.settings import ProjectorSettings
 from projector.store import BatchResult, Store, Validator
@@ -32,8 +35,15 @@ def _observe(metrics: ProjectorMetrics, result: BatchResult, size: int, seconds:
     metrics.batch_seconds.observe(seconds)
     metrics.stale.inc(result.stale)
     metrics.dead_letters.inc(result.dead_letters)
+    metrics.changes.inc(result.changes)
     for collection, n in result.by_collection.items():
         metrics.applied.labels(collection if collection in COLLECTIONS else "other").inc(n)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def open_store(pool: asyncpg.Pool, schema: str, topic: str, validator: Validator | None = None) -> Store:
@@ -71,6 +81,16 @@ async def run(
             await stack.enter_async_context(MetricsServer(registry, settings.metrics_host, settings.metrics_port))
         pool = await stack.enter_async_context(asyncpg.create_pool(platform.database_url, min_size=1, max_size=4))
         store = await open_store(pool, settings.schema_name, platform.events_topic)
+        refresher = asyncio.create_task(
+            refresh_periodically(
+                lambda: refresh_top_tracks(pool, settings.schema_name),
+                settings.top_refresh_seconds,
+                duration=metrics.top_refresh_seconds,
+                failures=metrics.top_refresh_failures,
+            ),
+            name="top-tracks-refresh",
+        )
+        stack.push_async_callback(_stop, refresher)
         consumer = await stack.enter_async_context(
             LogConsumer(
                 platform.kafka_bootstrap,

@@ -25,3 +25,13 @@ class ProjectorMetrics:
         self.lag_messages = Gauge(
             f"{ns}_lag_messages", "High watermark minus next offset, per partition", ["partition"], registry=registry
         )
+        self.changes = Counter(f"{ns}_changes", "Rows appended to the change log", registry=registry)
+        self.top_refresh_seconds = Histogram(
+            f"{ns}_top_tracks_refresh_seconds",
+            "Time to recompute the top-tracks rankings (every window)",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60),
+            registry=registry,
+        )
+        self.top_refresh_failures = Counter(
+            f"{ns}_top_tracks_refresh_failures", "Top-tracks refreshes that failed", registry=registry
+        )

@@ -8,6 +8,10 @@ next batch waits on them), check the fresh schema has reached every live offset,
 is still ahead, the replay consumes more and tries again. After the swap the live projector goes on
 in the new schema (its stored offsets are those of the replay; anything below them is skipped), so
 nothing is applied twice or lost. The old schema stays for an operator to inspect or drop.
+
+Before each swap attempt the fresh schema's top-tracks rankings are computed: they are not folded
+from events, and the swapped-in schema must not serve empty rankings until the live projector's
+timer comes round.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from projector.pipeline import CommitPipeline
+from projector.ranking import refresh_top_tracks
 from projector.store import LogMessage, Store
 from runtime.logging import get_logger
 from schemas.migrate import quote_schema
@@ -117,6 +122,7 @@ async def replay(
                         last_report = now
                     continue
                 await pipeline.flush()
+                await refresh_top_tracks(pool, fresh)
                 swap = await try_swap(pool, live, fresh, topic)
                 if swap.done:
                     seconds = time.perf_counter() - start

@@ -20,6 +20,8 @@ class ProjectorSettings(BaseSettings):
     poll_timeout_ms: int = Field(default=500, ge=10)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     heartbeat_interval_ms: int = Field(default=1000, ge=100)
+    # How often the top-tracks rankings are recomputed (they slide with the clock, not with events).
+    top_refresh_seconds: float = Field(default=60, ge=1)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9465, ge=0, le=65535)
 
