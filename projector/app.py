@@ -18,7 +18,7 @@ from projector.consumer import LogConsumer
 from projector.metrics import COLLECTIONS, ProjectorMetrics
 from projector.pipeline import CommitPipeline
 from projector.ranking import refresh_periodically, refresh_top_tracks
-from projector.rebuild import ReplayResult, replay
+from projector.rebuild import ReplayResult, carry_operator_state, replay
 from projector.settings import ProjectorSettings
 from projector.store import BatchResult, Store, Validator
 from projector.validate import RecordValidator
@@ -59,6 +59,8 @@ async def rebuild(platform: PlatformSettings, settings: ProjectorSettings) -> Re
     async with asyncpg.create_pool(platform.database_url, min_size=1, max_size=4) as pool:
         await pool.execute(f"DROP SCHEMA IF EXISTS {quote_schema(fresh)} CASCADE")  # a replay that died midway
         store = await open_store(pool, fresh, platform.events_topic)
+        carried = await carry_operator_state(pool, settings.schema_name, fresh)
+        log.info("replay_start", schema=fresh, local_takedowns=carried)
         return await replay(
             pool,
             store,

@@ -54,6 +54,23 @@ async def _live_offsets(conn: asyncpg.Connection, schema: str, topic: str, *, lo
     return {r["partition"]: r["next_offset"] for r in rows}
 
 
+async def carry_operator_state(pool: asyncpg.Pool, live: str, fresh: str) -> int:
+    """Copy the live schema's local takedowns into ``fresh`` before it is folded.
+
+    They are an operator's decisions, not events of the log, so a replay alone would drop them; set
+    first, they are honoured by every count the replay computes. Returns how many were carried.
+    """
+    async with pool.acquire() as conn:
+        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{live}.artists"):
+            return 0
+        status = await conn.execute(
+            f"INSERT INTO {quote_schema(fresh)}.artists (did, local_takedown)"
+            f" SELECT did, true FROM {quote_schema(live)}.artists WHERE local_takedown"
+            " ON CONFLICT (did) DO UPDATE SET local_takedown = true"
+        )
+    return int(status.rsplit(" ", 1)[-1])
+
+
 @dataclass(frozen=True, slots=True)
 class Swap:
     """The outcome of a swap attempt."""

@@ -387,3 +387,8 @@ async def test_local_takedown_survives_upstream_reactivation(
     row = await pool.fetchrow(f"SELECT active, local_takedown FROM {schema}.artists WHERE did = $1", B)
     assert row is not None and (row["active"], row["local_takedown"]) == (True, True)
     assert await pool.fetchval(f"SELECT like_count FROM {schema}.tracks WHERE uri = $1", t_uri) == 0
+    # The takedown is not in the event log; a replay carries it over and counts without the listener.
+    await app.rebuild(plat, settings(schema))
+    row = await pool.fetchrow(f"SELECT active, local_takedown FROM {schema}.artists WHERE did = $1", B)
+    assert row is not None and (row["active"], row["local_takedown"]) == (True, True)
+    assert await pool.fetchval(f"SELECT like_count FROM {schema}.tracks WHERE uri = $1", t_uri) == 0
