@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -22,6 +23,7 @@ from api.app import create_app
 from api.settings import ApiSettings
 from api.xrpc import catalog, query_lexicons
 from lexicons.validate import Valid, validate_value
+from projector.ranking import refresh_top_tracks
 from schemas.envelope import Event
 from schemas.migrate import migrate
 from tests.fixtures import events as ev
@@ -93,6 +95,11 @@ def corpus() -> tuple[list[Event], dict[str, tuple[str, str]]]:
         out.append(ev.put(liker, LIKE, rk("l", n), n, ev.like(song_uri, song_cid)))
     n += 1
     out.append(ev.put(FAN, LIKE, rk("l", n), n, ev.like(*tracks["songs"])))
+    # Likes of this week (the others are from October): the windowed rankings count only these.
+    now = datetime.now(UTC)
+    for liker in (FAN, GONE):
+        n += 1
+        out.append(ev.put(liker, LIKE, rk("l", n), n, ev.like(*tracks["night"], created_at=now), time=now))
     for i, ms in enumerate((30_000, 5_000, 5_000, 90_000)):
         n += 1
         who = FAN if i != 3 else GONE
@@ -121,6 +128,7 @@ async def world(kafka_bootstrap: str, database_url: str) -> AsyncIterator[World]
         # must leave it out from the start.
         await pool.execute(f"INSERT INTO {SCHEMA}.artists (did, local_takedown) VALUES ($1, true)", LOCAL)
         await project_all(kafka_bootstrap, database_url, pool, topic, events, SCHEMA)
+        await refresh_top_tracks(pool, SCHEMA)
         port = free_port()
         settings = ApiSettings(
             schema_name=SCHEMA, port=port, public_url=f"http://127.0.0.1:{port}", cors_origins=("https://app.example",)
@@ -246,11 +254,22 @@ async def test_unknown_method_and_repeated_parameter(world: World) -> None:
 async def test_top_tracks_all_time(world: World) -> None:
     items = (await xrpc(world, "getTopTracks", window="all", limit=100))["items"]
     assert items[0]["track"]["uri"] == world.tracks["song"][0] and items[0]["likers"] == 2
-    assert items[1]["track"]["uri"] == world.tracks["songs"][0] and items[1]["likers"] == 1
+    # Equal counts: by uri, descending.
+    assert [(i["track"]["uri"], i["likers"]) for i in items[1:3]] == [
+        (world.tracks["night"][0], 1),
+        (world.tracks["songs"][0], 1),
+    ]
     keys = [(-i["likers"], i["track"]["uri"]) for i in items]
     assert keys == sorted(keys, key=lambda k: (k[0], [-ord(ch) for ch in k[1]]))
     walked = await walk(world, "getTopTracks", "items", 3, window="all")
     assert [i["track"]["uri"] for i in walked] == [i["track"]["uri"] for i in items]
+
+
+async def test_top_tracks_in_a_window(world: World) -> None:
+    for window in ("day", "week", "month"):
+        items = (await xrpc(world, "getTopTracks", window=window))["items"]
+        # Only this week's like by a visible listener counts; the hidden listener's does not.
+        assert [(i["track"]["uri"], i["likers"]) for i in items] == [(world.tracks["night"][0], 1)], window
 
 
 async def test_likers_and_timed_comments(world: World) -> None:
@@ -266,13 +285,13 @@ async def test_artist_profile_totals_lists_and_likes(world: World) -> None:
     by_handle = (await xrpc(world, "getArtist", actor="Artist.Test"))["artist"]
     by_did = (await xrpc(world, "getArtist", actor=ART))["artist"]
     assert by_handle == by_did
-    assert by_did["trackCount"] == 13 and by_did["likesReceived"] == 3
+    assert by_did["trackCount"] == 13 and by_did["likesReceived"] == 4
     assert by_did["totalDuration"] == 6 * 60 + 200 + 100
     assert await error(world, "getArtist", 404, actor=GONE) == "NotFound"
     lists = (await xrpc(world, "getArtistLists", actor=ART, listType="album"))["lists"]
     assert [entry["name"] for entry in lists] == ["Ties"]
     liked = (await xrpc(world, "getActorLikes", actor="fan.test"))["likes"]
-    assert {like["track"]["uri"] for like in liked} == {world.tracks["song"][0], world.tracks["songs"][0]}
+    assert {like["track"]["uri"] for like in liked} == {world.tracks[k][0] for k in ("song", "songs", "night")}
     artists = await walk(world, "listArtists", "artists", 1)
     assert [a["did"] for a in artists] == [ART]
 
@@ -312,7 +331,7 @@ async def test_search_ranks_exact_prefix_substring_fuzzy(world: World) -> None:
 
 async def test_totals_count_visible_content_only(world: World) -> None:
     totals = await xrpc(world, "getTotals")
-    assert totals == {"tracks": 13, "artists": 1, "likes": 3, "duration": 6 * 60 + 300}
+    assert totals == {"tracks": 13, "artists": 1, "likes": 4, "duration": 6 * 60 + 300}
 
 
 async def test_etag_revalidation_and_cors(world: World) -> None:
