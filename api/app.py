@@ -30,6 +30,8 @@ from runtime.logging import get_logger
 from schemas.migrate import quote_schema
 
 log = get_logger("api")
+# A projector beats about once a second; silent for this long, it is not counted as running.
+_HEARTBEAT_FRESH_SECONDS = 30.0
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -148,14 +150,21 @@ def _add_operational(app: FastAPI, registry: CollectorRegistry, settings: ApiSet
 
     @app.get("/ready", include_in_schema=False)
     async def ready(request: Request) -> Response:
+        """Ready when the database answers and a projector beat recently with a lag under the limit."""
         try:
             row = await request.app.state.pool.fetchrow(
-                "SELECT extract(epoch FROM now() - max(updated_at))::float8 AS idle, count(*) AS partitions"
-                " FROM offsets"
+                "SELECT max(lag_seconds) AS lag, count(*) AS projectors FROM projector_heartbeats"
+                " WHERE beat_at > now() - make_interval(secs => $1)",
+                _HEARTBEAT_FRESH_SECONDS,
             )
         except (OSError, asyncpg.PostgresError) as err:
             return json_response({"status": "unavailable", "reason": f"database: {type(err).__name__}"}, 503)
-        return json_response({"status": "ready", "partitions": row["partitions"], "idleSeconds": row["idle"]})
+        if not row["projectors"]:
+            return json_response({"status": "unavailable", "reason": "no projector has reported lately"}, 503)
+        lag = float(row["lag"])
+        if lag > settings.ready_max_lag_seconds:
+            return json_response({"status": "unavailable", "reason": "projector lag", "lagSeconds": lag}, 503)
+        return json_response({"status": "ready", "lagSeconds": lag, "projectors": row["projectors"]})
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:

@@ -15,6 +15,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry
 
 from projector.consumer import LogConsumer
+from projector.heartbeat import Heartbeat
 from projector.metrics import COLLECTIONS, ProjectorMetrics
 from projector.pipeline import CommitPipeline
 from projector.ranking import refresh_periodically, refresh_top_tracks
@@ -104,10 +105,14 @@ async def run(
             )
         )
         log.info("projector_start", topic=platform.events_topic, schema=settings.schema_name, group=settings.group_id)
+        heartbeat = Heartbeat(pool, settings.schema_name, settings.group_id)
+        stack.push_async_callback(heartbeat.leave)
         pipeline = await stack.enter_async_context(CommitPipeline(store))
         async for batch in consumer.batches(max_records=settings.max_batch, timeout_ms=settings.poll_timeout_ms):
             start = time.perf_counter()
             done = await (pipeline.submit(batch) if batch else pipeline.flush())
+            if not batch and done is None:
+                await heartbeat.beat(0.0)  # an empty poll with nothing in flight: caught up
             if done is not None:
                 result, committed = done
                 _observe(metrics, result, len(committed), time.perf_counter() - start)
@@ -117,5 +122,7 @@ async def run(
                 for partition, behind in consumer.lag(positions).items():
                     metrics.lag_messages.labels(str(partition)).set(behind)
                 if result.newest is not None:
-                    metrics.lag_seconds.set(max(time.time() - result.newest.timestamp(), 0))
+                    behind_s = max(time.time() - result.newest.timestamp(), 0)
+                    metrics.lag_seconds.set(behind_s)
+                    await heartbeat.beat(behind_s)
     return 0

@@ -363,8 +363,20 @@ async def test_openapi_agrees_with_the_lexicons(world: World) -> None:
 
 async def test_health_ready_and_route_metrics(world: World) -> None:
     assert (await world.client.get("/health")).json() == {"status": "ok"}
+    beats = f"{SCHEMA}.projector_heartbeats"
+    await world.pool.execute(f"DELETE FROM {beats}")
+    # No projector running (the fixture's stopped and left): not ready.
+    none = await world.client.get("/ready")
+    assert none.status_code == 503 and "no projector" in none.json()["reason"]
+    await world.pool.execute(f"INSERT INTO {beats} (member, group_id, lag_seconds) VALUES ('p1', 'g', 0.4)")
     ready = await world.client.get("/ready")
-    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert ready.status_code == 200 and ready.json() == {"status": "ready", "lagSeconds": 0.4, "projectors": 1}
+    await world.pool.execute(f"UPDATE {beats} SET lag_seconds = 3600")
+    behind = await world.client.get("/ready")
+    assert behind.status_code == 503 and behind.json()["lagSeconds"] == 3600
+    await world.pool.execute(f"UPDATE {beats} SET lag_seconds = 0, beat_at = now() - interval '5 minutes'")
+    assert (await world.client.get("/ready")).status_code == 503
+    await world.pool.execute(f"DELETE FROM {beats}")
     await world.client.get("/xrpc/fm.plyr.index.getTrack", params={"uri": "bad"})
     text = (await world.client.get("/metrics")).text
     assert 'plyr_api_requests_total{route="/xrpc/fm.plyr.index.getTrack",status="400"}' in text

@@ -384,6 +384,12 @@ async def test_local_takedown_survives_upstream_reactivation(
         later = [ev.account(B, 3, False, "deactivated"), ev.account(B, 4, True)]
         await produce(kafka_bootstrap, topic, later)
         await wait_applied(pool, schema, topic, len(first) + len(later))
+        # Caught up, the projector reports a lag of 0 for readiness checks (about once a second).
+        async with asyncio.timeout(10):
+            while not await pool.fetchval(f"SELECT count(*) FROM {schema}.projector_heartbeats WHERE lag_seconds = 0"):
+                await asyncio.sleep(0.1)
+    # A clean stop removes its heartbeat.
+    assert await pool.fetchval(f"SELECT count(*) FROM {schema}.projector_heartbeats") == 0
     row = await pool.fetchrow(f"SELECT active, local_takedown FROM {schema}.artists WHERE did = $1", B)
     assert row is not None and (row["active"], row["local_takedown"]) == (True, True)
     assert await pool.fetchval(f"SELECT like_count FROM {schema}.tracks WHERE uri = $1", t_uri) == 0
