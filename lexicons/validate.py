@@ -267,13 +267,7 @@ def validate_record(catalog: Catalog, collection: str, record: object) -> Valid 
         return Invalid("record must be an object", "$")
     if record.get("$type") != collection:
         return Invalid(f"$type must be {collection!r}", "$.$type")
-    try:
-        _check(catalog, definition, record, "$", collection, 0)
-    except _Fail as fail:
-        return Invalid(fail.reason, fail.path or "$")
-    except RecursionError:
-        return Invalid("nested too deep", "$")
-    return Valid()
+    return validate_value(catalog, definition, record, collection)
 
 
 def validate_value(catalog: Catalog, schema: dict[str, Any], value: object, context: str) -> Valid | Invalid:
