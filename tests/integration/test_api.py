@@ -411,3 +411,30 @@ async def test_activity_feed_shows_what_is_still_there_and_visible(world: World)
     assert all("track" in i for i in full if i["kind"] in ("track", "like", "comment", "addedToList"))
     assert all("list" in i for i in full if i["kind"] in ("playlist", "album", "addedToList"))
     assert await walk(world, "getActivity", "items", 4) == full
+
+
+async def test_a_cursor_walk_is_exact_while_new_tracks_arrive(world: World) -> None:
+    before = [t["uri"] for t in (await xrpc(world, "getLatestTracks", limit=100))["tracks"]]
+    seen: list[str] = []
+    cursor = None
+    added: list[str] = []
+    for i in range(100):
+        body = await xrpc(world, "getLatestTracks", limit=2, cursor=cursor)
+        seen.extend(t["uri"] for t in body["tracks"])
+        # A newer track lands between pages (as the projector would write it): it belongs above the
+        # walk's position, so the pages still neither skip nor repeat.
+        uri = at(ART, TRACK, rk("n", i))
+        added.append(uri)
+        await world.pool.execute(
+            f"INSERT INTO {SCHEMA}.tracks (uri, did, rkey, cid, title, artist, file_type, created_at, sort_at)"
+            " VALUES ($1, $2, $3, $4, 'New', 'Artist', 'mp3', now(), now())",
+            uri,
+            ART,
+            uri.rsplit("/", 1)[1],
+            world.tracks["song"][1],
+        )
+        cursor = body.get("cursor")
+        if cursor is None:
+            break
+    await world.pool.execute(f"DELETE FROM {SCHEMA}.tracks WHERE uri = ANY($1)", added)
+    assert seen == before
