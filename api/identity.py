@@ -1,0 +1,184 @@
+"""DID → the artist's PDS origin, from the DID document, with a TTL cache (atproto.com/specs/did).
+
+- ``did:plc``: ``GET <plc_url>/<did>`` on the trusted session (the directory is operator config).
+- ``did:web``: ``GET https://<host>/.well-known/did.json`` on the guarded session (the host is
+  untrusted input: SSRF rules of api/outbound.py apply). Only hostname-level did:web, as atproto
+  allows; a port (``%3A``) is honoured only when private hosts are allowed (local development).
+- The PDS is the service with id ``#atproto_pds`` (or ``<did>#atproto_pds``) of type
+  ``AtprotoPersonalDataServer``; its endpoint must pass :func:`api.urls.service_origin`.
+
+Answers are cached per DID: successes for ``ttl`` seconds, failures for ``failure_ttl`` (so a broken
+or hostile DID costs one lookup per period, not one per request). Concurrent lookups of one DID share
+one request. :class:`ResolveError` says whether asking again later can help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from enum import StrEnum
+from urllib.parse import unquote
+
+import orjson
+
+from api.outbound import FetchError, FetchProblem, Outbound
+from api.urls import Origin, UnsafeUrl, outbound_url, service_origin
+from schemas.ids import is_did
+
+_MAX_DOCUMENT = 64 * 1024
+_PDS_TYPE = "AtprotoPersonalDataServer"
+
+
+class ResolveProblem(StrEnum):
+    """Why no PDS could be found for a DID (closed set)."""
+
+    UNSUPPORTED_DID = "unsupported_did"
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "unavailable"
+    BAD_DOCUMENT = "bad_document"
+    NO_PDS = "no_pds"
+    UNSAFE_ENDPOINT = "unsafe_endpoint"
+
+
+class ResolveError(Exception):
+    """The DID's PDS is unknown; ``retriable`` when the directory or host could not answer."""
+
+    def __init__(self, problem: ResolveProblem, detail: str) -> None:
+        super().__init__(f"{problem}: {detail}")
+        self.problem = problem
+
+    @property
+    def retriable(self) -> bool:
+        """Whether a later attempt may succeed."""
+        return self.problem is ResolveProblem.UNAVAILABLE
+
+
+def pds_origin(did: str, document: object, *, allow_private: bool, trusted: frozenset[Origin]) -> Origin:
+    """The PDS origin in ``document`` (the DID document of ``did``). Pure; raises :class:`ResolveError`."""
+    if not isinstance(document, dict) or document.get("id") != did:
+        raise ResolveError(ResolveProblem.BAD_DOCUMENT, "not a DID document for this DID")
+    services = document.get("service")
+    if not isinstance(services, list):
+        raise ResolveError(ResolveProblem.NO_PDS, "no service list")
+    for service in services:
+        if (
+            isinstance(service, dict)
+            and service.get("id") in ("#atproto_pds", f"{did}#atproto_pds")
+            and service.get("type") == _PDS_TYPE
+        ):
+            endpoint = service.get("serviceEndpoint")
+            if not isinstance(endpoint, str):
+                raise ResolveError(ResolveProblem.BAD_DOCUMENT, "serviceEndpoint is not a string")
+            try:
+                return service_origin(endpoint, allow_private=allow_private, trusted=trusted)
+            except UnsafeUrl as err:
+                raise ResolveError(ResolveProblem.UNSAFE_ENDPOINT, str(err)) from err
+    raise ResolveError(ResolveProblem.NO_PDS, "no #atproto_pds service")
+
+
+def document_url(did: str, plc_url: str, *, allow_private: bool) -> tuple[str, bool]:
+    """Where the DID document of ``did`` is, and whether that host is untrusted (guarded fetch)."""
+    if not is_did(did):
+        raise ResolveError(ResolveProblem.UNSUPPORTED_DID, "malformed DID")
+    if did.startswith("did:plc:"):
+        return f"{plc_url.rstrip('/')}/{did}", False
+    if did.startswith("did:web:"):
+        host = unquote(did.removeprefix("did:web:"))
+        if ":" in host and not allow_private:
+            raise ResolveError(ResolveProblem.UNSUPPORTED_DID, "did:web with a port or path")
+        scheme = "http" if allow_private else "https"
+        try:
+            url = outbound_url(f"{scheme}://{host}/.well-known/did.json", allow_private=allow_private)
+        except UnsafeUrl as err:
+            raise ResolveError(ResolveProblem.UNSUPPORTED_DID, str(err)) from err
+        return str(url), True
+    raise ResolveError(ResolveProblem.UNSUPPORTED_DID, "only did:plc and did:web are supported")
+
+
+def _problem_of(err: FetchError) -> ResolveProblem:
+    if err.retriable:
+        return ResolveProblem.UNAVAILABLE
+    if err.problem in (FetchProblem.UNSAFE_URL, FetchProblem.PRIVATE_ADDRESS):
+        return ResolveProblem.UNSAFE_ENDPOINT
+    if err.problem is FetchProblem.STATUS:
+        return ResolveProblem.NOT_FOUND
+    return ResolveProblem.BAD_DOCUMENT
+
+
+class DidResolver:
+    """PDS origins of DIDs, cached; one instance per process, built by the composition root."""
+
+    def __init__(
+        self,
+        outbound: Outbound,
+        plc_url: str,
+        *,
+        trusted: frozenset[Origin] = frozenset(),
+        ttl: float = 3600.0,
+        failure_ttl: float = 60.0,
+        timeout: float = 5.0,
+        max_entries: int = 50_000,
+    ) -> None:
+        self._outbound = outbound
+        self._plc_url = plc_url
+        self._trusted = trusted
+        self._ttl = ttl
+        self._failure_ttl = failure_ttl
+        self._timeout = timeout
+        self._max_entries = max_entries
+        self._cache: OrderedDict[str, tuple[float, Origin | ResolveError]] = OrderedDict()
+        self._pending: dict[str, asyncio.Future[Origin | ResolveError]] = {}
+
+    async def pds(self, did: str) -> Origin:
+        """The PDS origin of ``did``; raise :class:`ResolveError`."""
+        cached = self._cache.get(did)
+        if cached is not None and cached[0] > time.monotonic():
+            self._cache.move_to_end(did)
+            return self._unwrap(cached[1])
+        pending = self._pending.get(did)
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup(did))
+            self._pending[did] = pending
+            pending.add_done_callback(lambda done: self._forget(did, done))
+        # shield: one caller going away must not cancel the lookup the others wait on.
+        return self._unwrap(await asyncio.shield(pending))
+
+    def _forget(self, did: str, done: asyncio.Future[Origin | ResolveError]) -> None:
+        if self._pending.get(did) is done:
+            del self._pending[did]
+
+    @staticmethod
+    def _unwrap(answer: Origin | ResolveError) -> Origin:
+        if isinstance(answer, ResolveError):
+            raise answer
+        return answer
+
+    async def _lookup(self, did: str) -> Origin | ResolveError:
+        answer: Origin | ResolveError
+        try:
+            answer = await self._resolve(did)
+            expires = time.monotonic() + self._ttl
+        except ResolveError as err:
+            answer = err
+            expires = time.monotonic() + self._failure_ttl
+        self._cache[did] = (expires, answer)
+        self._cache.move_to_end(did)
+        while len(self._cache) > self._max_entries:
+            self._cache.popitem(last=False)
+        return answer
+
+    async def _resolve(self, did: str) -> Origin:
+        allow_private = self._outbound.allow_private
+        url, guarded = document_url(did, self._plc_url, allow_private=allow_private)
+        try:
+            body = await self._outbound.get_bytes(
+                url, guarded=guarded, max_bytes=_MAX_DOCUMENT, time_limit=self._timeout
+            )
+        except FetchError as err:
+            raise ResolveError(_problem_of(err), str(err)) from err
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as err:
+            raise ResolveError(ResolveProblem.BAD_DOCUMENT, "not JSON") from err
+        return pds_origin(did, document, allow_private=allow_private, trusted=self._trusted)

@@ -1,0 +1,182 @@
+"""Outbound HTTP for hosts named by untrusted data (did:web hosts, PDS endpoints), and for the
+operator's own upstreams (the PLC directory).
+
+Two aiohttp sessions:
+- ``trusted``: hosts from settings; no redirects followed.
+- ``guarded``: every URL, including each redirect target, passes :func:`api.urls.outbound_url`
+  before it is requested, and DNS answers are filtered to public addresses, so a public name that
+  resolves to 10.0.0.1 or 127.0.0.1 is refused too (SSRF). ``allow_private`` (local development
+  and tests) turns both checks off.
+
+Every fetch has a deadline and a byte limit enforced while reading, so a slow or endless upstream
+costs at most that. Failures come out as :class:`FetchError` with a closed :class:`FetchProblem`
+that says whether trying again later can help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Callable
+from enum import StrEnum
+from types import TracebackType
+from typing import Self
+from urllib.parse import urljoin
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from api.urls import UnsafeUrl, UrlProblem, is_public_ip, outbound_url
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+_CHUNK = 64 * 1024
+
+
+class FetchProblem(StrEnum):
+    """Why a fetch failed (closed set: log field and metric label)."""
+
+    UNSAFE_URL = "unsafe_url"
+    PRIVATE_ADDRESS = "private_address"
+    STATUS = "status"
+    TOO_LARGE = "too_large"
+    TIMEOUT = "timeout"
+    NETWORK = "network"
+    REDIRECTS = "redirects"
+
+
+class FetchError(Exception):
+    """A fetch that did not give the body; ``retriable`` says whether a later attempt may succeed."""
+
+    def __init__(self, problem: FetchProblem, detail: str, status: int | None = None) -> None:
+        super().__init__(f"{problem}: {detail}")
+        self.problem = problem
+        self.status = status
+
+    @property
+    def retriable(self) -> bool:
+        """Timeouts, network errors, 5xx and 429 may pass later; the rest will not."""
+        if self.problem is FetchProblem.STATUS:
+            return self.status is not None and (self.status >= 500 or self.status == 429)
+        return self.problem in (FetchProblem.TIMEOUT, FetchProblem.NETWORK)
+
+
+class PrivateAddressError(OSError):
+    """A name resolved only to addresses that are not public."""
+
+
+class PublicOnlyResolver(AbstractResolver):
+    """DNS answers limited to public unicast addresses."""
+
+    def __init__(self, inner: AbstractResolver) -> None:
+        self._inner = inner
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """The public addresses of ``host``; raise :class:`PrivateAddressError` if there are none."""
+        answers = await self._inner.resolve(host, port, family)
+        public = [a for a in answers if is_public_ip(ipaddress.ip_address(a["host"]))]
+        if not public:
+            raise PrivateAddressError(f"{host} resolves to no public address")
+        return public
+
+    async def close(self) -> None:
+        """Close the wrapped resolver."""
+        await self._inner.close()
+
+
+class Outbound:
+    """The two sessions; an async context manager, closed once."""
+
+    def __init__(self, *, allow_private: bool, user_agent: str = "plyr-index") -> None:
+        self.allow_private = allow_private
+        self._user_agent = user_agent
+        self._trusted: aiohttp.ClientSession | None = None
+        self._guarded: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        if self._closed or self._trusted is not None:
+            raise RuntimeError("Outbound can be entered once")
+        headers = {"User-Agent": self._user_agent}
+        self._trusted = aiohttp.ClientSession(headers=headers)
+        resolver = None if self.allow_private else PublicOnlyResolver(DefaultResolver())
+        self._guarded = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver), headers=headers)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close both sessions (idempotent)."""
+        self._closed = True
+        for session in (self._trusted, self._guarded):
+            if session is not None:
+                await session.close()
+        self._trusted = self._guarded = None
+
+    async def get_bytes(self, url: str, *, guarded: bool, max_bytes: int, time_limit: float) -> bytes:
+        """The body of a 2xx GET of ``url``, at most ``max_bytes``."""
+        body = bytearray()
+        await self.fetch(url, guarded=guarded, max_bytes=max_bytes, time_limit=time_limit, sink=body.extend)
+        return bytes(body)
+
+    async def fetch(
+        self, url: str, *, guarded: bool, max_bytes: int, time_limit: float, sink: Callable[[bytes], None]
+    ) -> int:
+        """GET ``url`` and feed the body to ``sink`` chunk by chunk; returns the byte count.
+
+        Raises :class:`FetchError`; a partial body may have reached ``sink`` before a failure."""
+        session = self._guarded if guarded else self._trusted
+        if session is None:
+            raise RuntimeError("Outbound is not open")
+        try:
+            async with asyncio.timeout(time_limit):
+                return await self._follow(session, url, guarded, max_bytes, sink)
+        except TimeoutError:
+            raise FetchError(FetchProblem.TIMEOUT, f"no complete answer within {time_limit}s") from None
+        except aiohttp.ClientConnectorError as err:
+            if isinstance(err.os_error, PrivateAddressError):
+                raise FetchError(FetchProblem.PRIVATE_ADDRESS, str(err.os_error)) from err
+            raise FetchError(FetchProblem.NETWORK, type(err).__name__) from err
+        except (aiohttp.ClientError, OSError) as err:
+            raise FetchError(FetchProblem.NETWORK, type(err).__name__) from err
+
+    async def _follow(
+        self, session: aiohttp.ClientSession, url: str, guarded: bool, max_bytes: int, sink: Callable[[bytes], None]
+    ) -> int:
+        current = url
+        for _ in range(_MAX_REDIRECTS + 1):
+            if guarded:
+                current = self._check(current)
+            async with session.get(current, allow_redirects=False) as resp:
+                if resp.status in _REDIRECTS and guarded:
+                    location = resp.headers.get("Location")
+                    if not location:
+                        raise FetchError(FetchProblem.STATUS, "redirect without Location", resp.status)
+                    current = urljoin(current, location)
+                    continue
+                if not 200 <= resp.status < 300:
+                    raise FetchError(FetchProblem.STATUS, f"HTTP {resp.status}", resp.status)
+                if resp.content_length is not None and resp.content_length > max_bytes:
+                    raise FetchError(FetchProblem.TOO_LARGE, f"Content-Length {resp.content_length} > {max_bytes}")
+                size = 0
+                async for chunk in resp.content.iter_chunked(_CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise FetchError(FetchProblem.TOO_LARGE, f"body over {max_bytes} bytes")
+                    sink(chunk)
+                return size
+        raise FetchError(FetchProblem.REDIRECTS, f"more than {_MAX_REDIRECTS} redirects")
+
+    def _check(self, url: str) -> str:
+        try:
+            return str(outbound_url(url, allow_private=self.allow_private))
+        except UnsafeUrl as err:
+            problem = FetchProblem.PRIVATE_ADDRESS if err.problem is UrlProblem.PRIVATE else FetchProblem.UNSAFE_URL
+            raise FetchError(problem, str(err)) from err
