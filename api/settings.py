@@ -54,6 +54,14 @@ class ApiSettings(BaseSettings):
     def _comma_list(cls, value: object) -> object:
         return _split(value)
 
+    # Stream and media mirror (api/stream.py, api/mirror.py). Local development only: let a DID
+    # document name a PDS on a loopback/private address or plain http (never in production: SSRF).
+    allow_private_pds: bool = False
+    # The mirror refuses a blob larger than this while streaming it (the track lexicon's maxSize).
+    mirror_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    # Deadline for fetching one blob from a PDS, body included.
+    mirror_fetch_timeout_seconds: float = Field(default=120.0, gt=0)
+
 
 def load_api(**overrides: object) -> ApiSettings:
     """Environment plus flag overrides; SettingsError names a bad value."""

@@ -17,6 +17,7 @@ import pytest
 
 from tests.services import start_broker
 
+pytest_plugins = ["tests.fixtures.s3"]
 PG_ADMIN = os.environ.get("PLYR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
