@@ -91,8 +91,11 @@ class PublicOnlyResolver(AbstractResolver):
 class Outbound:
     """The two sessions; an async context manager, closed once."""
 
-    def __init__(self, *, allow_private: bool, user_agent: str = "plyr-index") -> None:
+    def __init__(
+        self, *, allow_private: bool, user_agent: str = "plyr-index", dns: AbstractResolver | None = None
+    ) -> None:
         self.allow_private = allow_private
+        self._dns = dns
         self._user_agent = user_agent
         self._trusted: aiohttp.ClientSession | None = None
         self._guarded: aiohttp.ClientSession | None = None
@@ -103,7 +106,7 @@ class Outbound:
             raise RuntimeError("Outbound can be entered once")
         headers = {"User-Agent": self._user_agent}
         self._trusted = aiohttp.ClientSession(headers=headers)
-        resolver = None if self.allow_private else PublicOnlyResolver(DefaultResolver())
+        resolver = None if self.allow_private else PublicOnlyResolver(self._dns or DefaultResolver())
         self._guarded = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver), headers=headers)
         return self
 
