@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import live
+from api import live, stream
 from api.errors import XrpcError
 from api.queries import register_all
 from api.responses import json_response
@@ -139,6 +139,7 @@ def create_app(database_url: str, settings: ApiSettings, registry: CollectorRegi
     register_all(router)
     app.include_router(router)
     app.include_router(live.router)
+    app.include_router(stream.router)
     _add_operational(app, registry, settings)
     return app
 

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "project": ("projector.__main__:main", "fold the event log into the Postgres read models"),
     "replay": ("projector.__main__:replay_main", "rebuild the read models from offset 0 and swap them in"),
     "serve": ("api.__main__:main", "serve the read API: XRPC queries, live events, audio stream"),
+    "mirror": ("api.mirror:mirror_main", "copy PDS-only audio blobs into the bucket (checked against their CIDs)"),
     "migrate": ("plyr_index.migrate_cmd:main", "apply the database migrations"),
 }
 

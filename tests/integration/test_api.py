@@ -82,7 +82,11 @@ def corpus() -> tuple[list[Event], dict[str, tuple[str, str]]]:
     add_track("songs", ART, ev.track("Don't Stop Believing", createdAt="2026-10-06T00:00:01.000Z", duration=100))
     add_track("night", ART, ev.track("All Night Don't Stop Now", createdAt="2026-10-06T00:00:02.000Z"))
     add_track("fuzzy", ART, ev.track("Dont Stopp", createdAt="2026-10-06T00:00:03.000Z"))
-    add_track("unicode", ART, ev.track("Café Müller", createdAt="2026-10-06T00:00:04.000Z"))
+    add_track(
+        "unicode",
+        ART,
+        ev.track("Café Müller", createdAt="2026-10-06T00:00:04.000Z", audioUrl="https://cdn.example/cafe.mp3"),
+    )
     # Future-dated: its sort time is when the index saw it, so it cannot jump the feed.
     add_track("future", ART, ev.track("From the future", createdAt="2030-01-01T00:00:00.000Z"))
     add_track("featured", ART, ev.track("With a friend", features=[{"did": FAN}, {"did": GONE}]))
@@ -131,7 +135,11 @@ async def world(kafka_bootstrap: str, database_url: str) -> AsyncIterator[World]
         await refresh_top_tracks(pool, SCHEMA)
         port = free_port()
         settings = ApiSettings(
-            schema_name=SCHEMA, port=port, public_url=f"http://127.0.0.1:{port}", cors_origins=("https://app.example",)
+            schema_name=SCHEMA,
+            port=port,
+            public_url=f"http://127.0.0.1:{port}",
+            cors_origins=("https://app.example",),
+            trusted_cdn_origins=("https://cdn.example",),
         )
         app = create_app(database_url, settings, CollectorRegistry())
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
@@ -438,3 +446,14 @@ async def test_a_cursor_walk_is_exact_while_new_tracks_arrive(world: World) -> N
             break
     await world.pool.execute(f"DELETE FROM {SCHEMA}.tracks WHERE uri = ANY($1)", added)
     assert seen == before
+
+
+async def test_track_views_stream_url_redirects_through_the_served_stream_route(world: World) -> None:
+    # The redirect table itself is tested in test_stream.py; here: the app serves it at streamUrl.
+    track = (await xrpc(world, "getTrack", uri=world.tracks["unicode"][0]))["track"]
+    for method in ("GET", "HEAD"):
+        r = await world.client.request(method, track["streamUrl"])
+        assert r.status_code == 307 and r.headers["location"] == "https://cdn.example/cafe.mp3"
+    hidden = world.tracks["gone"][0].removeprefix("at://").split("/")
+    r = await world.client.get(f"/stream/{hidden[0]}/{hidden[2]}")
+    assert r.status_code == 404 and r.json()["error"] == "NotFound"
