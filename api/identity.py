@@ -161,7 +161,8 @@ class DidResolver:
             expires = time.monotonic() + self._ttl
         except ResolveError as err:
             answer = err
-            expires = time.monotonic() + self._failure_ttl
+            # A directory that was down is asked again soon; a bad document waits out failure_ttl.
+            expires = time.monotonic() + (min(self._failure_ttl, 5.0) if err.retriable else self._failure_ttl)
         self._cache[did] = (expires, answer)
         self._cache.move_to_end(did)
         while len(self._cache) > self._max_entries:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import aiohttp
 import asyncpg
@@ -55,7 +55,8 @@ class World:
 
     def path(self, name: str) -> str:
         did, rkey = self.keys[name]
-        return f"/stream/{did}/{rkey}"
+        # A DID may hold '%' (did:web:localhost%3A2583): in a URL path that is '%25'.
+        return f"/stream/{quote(did, safe=':')}/{rkey}"
 
 
 def blob_ref(cid: str, data: bytes) -> dict[str, Any]:
@@ -102,6 +103,10 @@ async def world(kafka_bootstrap: str, database_url: str, s3_endpoint: str) -> As
         add("gated_unmirrored", ART, supportGate=gate, audioBlob=blob(ART, "gated2"))
         add("gone", GONE, audioUrl=f"{CDN}/gone.mp3", audioBlob=blob(GONE, "gone"))
         add("local", LOCAL, audioUrl=f"{CDN}/local.mp3", audioBlob=blob(LOCAL, "local"))
+        # did:web: the document comes from the host itself (here localhost:<port>, development only).
+        web_did = f"did:web:localhost%3A{urlsplit(host.url).port}"
+        host.web_document = document(web_did, host.url)
+        add("did_web", web_did, audioBlob=blob(web_did, "did_web"))
         for did, name in ((BAD_ENDPOINT, "bad_endpoint"), (WRONG_ID, "wrong_id"), (UNREGISTERED, "unregistered")):
             add(name, did, audioBlob=blob(did, name))
         events.append(ev.account(GONE, len(events) + 10, False, "deactivated"))
@@ -252,6 +257,9 @@ async def test_pds_blob_last(world: World, client: httpx.AsyncClient) -> None:
     assert where == pds_url(world, "pds") and cache.startswith("public, max-age=")
     status, body, _ = await fetch(where)
     assert status == 200 and body.startswith(b"pds audio bytes")
+    # did:web documents are fetched from the DID's host.
+    where, _ = await location(client, world.path("did_web"))
+    assert where == pds_url(world, "did_web") and "/.well-known/did.json" in world.host.requests
     # The CDN track's blob is not what it gets: a trusted audioUrl comes first.
     assert (await location(client, world.path("cdn")))[0] != pds_url(world, "cdn")
 
