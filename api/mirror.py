@@ -26,7 +26,6 @@ from enum import StrEnum
 from urllib.parse import urlencode
 
 import asyncpg
-import structlog
 
 from api.blobs import BlobStore, StorageError
 from api.cids import BlobCheck, BlobCidError
@@ -38,13 +37,11 @@ from api.sql import visible
 from api.urls import UnsafeUrl, trusted_origins
 from runtime.backoff import Backoff
 from runtime.lifecycle import run_until_signalled
-from runtime.logging import configure
+from runtime.logging import configure, get_logger
 from runtime.settings import SettingsError, load_platform
 from schemas.migrate import quote_schema
 
-# A lazy proxy: this module is imported before mirror_main configures logging, and
-# runtime.logging.get_logger binds (and so fixes the configuration) at once.
-log = structlog.get_logger(component="api.mirror")
+log = get_logger("api.mirror")
 
 _PAGE = 500
 _CANDIDATES = (

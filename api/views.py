@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 Row = Mapping[str, Any]
 
@@ -51,7 +52,8 @@ def track_view(row: Row, people: Mapping[str, Row], public_url: str) -> dict[str
         commentCount=row["comment_count"],
         createdAt=when(row["created_at"]),
         indexedAt=when(row["indexed_at"]),
-        streamUrl=f"{public_url.rstrip('/')}/stream/{row['did']}/{row['rkey']}",
+        # A did:web with a port holds "%3A"; quoted, it survives the server's path decoding.
+        streamUrl=f"{public_url.rstrip('/')}/stream/{quote(row['did'], safe=':')}/{row['rkey']}",
     )
 
 

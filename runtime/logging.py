@@ -43,6 +43,7 @@ def configure(level: str = "INFO", fmt: LogFormat = "json") -> None:
 
 
 def get_logger(component: str) -> structlog.stdlib.BoundLogger:
-    """A logger bound to ``component``."""
-    logger: structlog.stdlib.BoundLogger = structlog.get_logger().bind(component=component)
+    """A logger bound to ``component``. Lazy: modules create theirs at import, before ``configure``
+    runs, and a logger bound then would keep the default configuration."""
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(component=component)
     return logger
