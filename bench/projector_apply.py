@@ -30,8 +30,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from ingest.producer import ensure_topic
 from projector.app import open_store, rebuild
 from projector.pipeline import CommitPipeline
+from projector.prepare import LogMessage
 from projector.settings import ProjectorSettings
-from projector.store import LogMessage, Store
+from projector.store import Store
 from projector.validate import RecordValidator
 from runtime.settings import PlatformSettings
 from schemas.codec import encode

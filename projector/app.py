@@ -18,10 +18,11 @@ from projector.consumer import LogConsumer
 from projector.heartbeat import Heartbeat
 from projector.metrics import COLLECTIONS, ProjectorMetrics
 from projector.pipeline import CommitPipeline
+from projector.prepare import Validator
 from projector.ranking import refresh_periodically, refresh_top_tracks
 from projector.rebuild import ReplayResult, carry_operator_state, replay
 from projector.settings import ProjectorSettings
-from projector.store import BatchResult, Store, Validator
+from projector.store import BatchResult, Store
 from projector.validate import RecordValidator
 from runtime.logging import get_logger
 from runtime.metrics import MetricsServer

@@ -13,7 +13,7 @@ from typing import Self
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from projector.store import LogMessage
+from projector.prepare import LogMessage
 from runtime.logging import get_logger
 
 log = get_logger("projector.consumer")

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
-from projector.store import BatchResult, LogMessage, Prepared, Store
+from projector.prepare import LogMessage, Prepared
+from projector.store import BatchResult, Store
 
 _CHUNK = 256
 

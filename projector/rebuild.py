@@ -24,8 +24,9 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from projector.pipeline import CommitPipeline
+from projector.prepare import LogMessage
 from projector.ranking import refresh_top_tracks
-from projector.store import LogMessage, Store
+from projector.store import Store
 from runtime.logging import get_logger
 from schemas.migrate import quote_schema
 

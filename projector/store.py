@@ -18,7 +18,7 @@ tracks and artists rows it writes, sorted, then the change-log lock.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,15 +30,11 @@ from projector.fold import rows
 from projector.fold.changes import Change, ChangeLog, Shown
 from projector.fold.ledger import Decision, LedgerRow, RecordState, decide, next_row
 from projector.fold.rows import COMMENT, LIKE, LIST, PROFILE, TRACK
-from schemas.codec import EnvelopeError, decode
-from schemas.envelope import AccountEvent, Event, IdentityEvent, RecordEvent
+from projector.prepare import LogMessage, Prepared, PreparedItem, Validator, prepare
+from schemas.envelope import AccountEvent, IdentityEvent, RecordEvent
 from schemas.migrate import quote_schema
 
-# (collection, record) → None when valid, else the reason.
-Validator = Callable[[str, dict[str, Any]], str | None]
-
 _TABLES = {TRACK: "tracks", LIKE: "likes", LIST: "lists", COMMENT: "comments"}
-_INDEXED = frozenset({TRACK, LIKE, LIST, COMMENT, PROFILE})
 
 # A batch touches a few thousand keys of tables that grow without bound, so its cost must follow the
 # batch, never the table. The tables' data is hot in memory (random reads cost little more than
@@ -47,65 +43,6 @@ _INDEXED = frozenset({TRACK, LIKE, LIST, COMMENT, PROFILE})
 # offsets, so the lost batches are consumed again on restart, still exactly once in effect.
 _BATCH_SETTINGS = "SET LOCAL jit = off; SET LOCAL random_page_cost = 1.1"
 _ASYNC_COMMIT = "; SET LOCAL synchronous_commit = off"
-
-
-@dataclass(frozen=True, slots=True)
-class LogMessage:
-    """One message of the log as the consumer got it."""
-
-    partition: int
-    offset: int
-    value: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedItem:
-    """One message after the pure stage: its event (None if undecodable), why it cannot be applied
-    (None if it can), and its read-model row when it is a valid create/update."""
-
-    msg: LogMessage
-    event: Event | None
-    reason: str | None = None
-    row: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A batch after the pure stage, ready for :meth:`Store.commit`."""
-
-    items: list[PreparedItem]
-    newest: datetime | None
-
-
-def _prepare_one(msg: LogMessage, validate: Validator) -> PreparedItem:
-    try:
-        event = decode(msg.value)
-    except EnvelopeError as err:
-        return PreparedItem(msg, None, f"envelope: {err}")
-    if not isinstance(event, RecordEvent):
-        return PreparedItem(msg, event)
-    if event.collection not in _INDEXED:
-        return PreparedItem(msg, event, f"collection {event.collection} is not indexed")
-    if event.record is None:
-        return PreparedItem(msg, event)
-    if event.collection == PROFILE and event.rkey != "self":
-        return PreparedItem(msg, event, "profile record key must be 'self'")
-    reason = validate(event.collection, event.record)
-    if reason is not None:
-        return PreparedItem(msg, event, reason)
-    try:
-        return PreparedItem(msg, event, None, _row_for(event.collection, event))
-    except (KeyError, TypeError, ValueError) as err:
-        # The lexicon passed it but a field still cannot be read (e.g. a datetime Python cannot
-        # represent): dead-letter rather than crash.
-        return PreparedItem(msg, event, f"unprojectable: {err}")
-
-
-def prepare(messages: Sequence[LogMessage], validate: Validator) -> Prepared:
-    """The pure stage of a batch: decode, validate, build rows. Needs no database state."""
-    items = [_prepare_one(m, validate) for m in messages]
-    times = [i.event.time for i in items if i.event is not None]
-    return Prepared(items, max(times) if times else None)
 
 
 @dataclass
@@ -141,20 +78,6 @@ class _Plan:
     # like/comment uri → its subject in the read models before the batch
     subjects: dict[str, str] = field(default_factory=dict)
     changes: ChangeLog = field(default_factory=ChangeLog)
-
-
-def _row_for(collection: str, event: RecordEvent) -> Any:
-    record = event.record
-    assert record is not None and event.cid is not None
-    if collection == TRACK:
-        return rows.track(record, event.cid)
-    if collection == LIKE:
-        return rows.like(record)
-    if collection == COMMENT:
-        return rows.comment(record)
-    if collection == LIST:
-        return rows.list_(record, event.cid)
-    return rows.profile(record)
 
 
 async def _bulk(

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from ingest.producer import ensure_topic
 from projector import app
-from projector.store import LogMessage
+from projector.prepare import LogMessage
 from runtime.settings import PlatformSettings
 from schemas.codec import encode
 from schemas.envelope import Event
