@@ -2,15 +2,13 @@
 
 Text is compared through the read models' ``search_norm`` (case folded, typographic quotes plain), the
 same function the trigram indexes are built on. Ranking: exact, then prefix, then substring, then
-fuzzy (trigram similarity over the threshold); within a class by trigram distance (nearest first),
-then kind and key, so pages are stable and a cursor on (class, distance, kind, key) never skips or
-repeats. Each class of each kind is its own index-ordered scan that stops after a page of rows.
+fuzzy (trigram similarity over the threshold); within a class by similarity, then uri, so pages are
+stable and a cursor on (class, similarity, kind, key) never skips or repeats.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -39,46 +37,31 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-# Each match class excludes the ones above it, so a row is counted once, in its best class.
-# $1 = search_norm(q); $2 = the same, escaped for LIKE.
-_CLASSES = (
-    "{n} = $1",
-    "{n} LIKE $2 || '%' AND {n} <> $1",
-    "{n} LIKE '%' || $2 || '%' AND {n} NOT LIKE $2 || '%'",
-    "{n} OPERATOR(public.%) $1 AND {n} NOT LIKE '%' || $2 || '%'",
-)
+def _ranked(field: str) -> str:
+    # $1 = search_norm(q), $2 = escaped search_norm(q) for LIKE
+    return (
+        f"CASE WHEN search_norm({field}) = $1 THEN 0 WHEN search_norm({field}) LIKE $2 || '%' THEN 1"
+        f" WHEN search_norm({field}) LIKE '%' || $2 || '%' THEN 2 ELSE 3 END"
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class _Source:
-    kind: str
-    field: str
-    from_: str
-    key: str
-    extra: str = ""
+def _matches(field: str) -> str:
+    return f"(search_norm({field}) LIKE '%' || $2 || '%' OR search_norm({field}) OPERATOR(public.%) $1)"
 
-    def scan(self, klass: int, after: tuple[int, float, str, str] | None) -> str | None:
-        """One class of this source, nearest first, at most a page ($3) of rows after the cursor."""
-        n = f"search_norm({self.field})"
-        where = [_CLASSES[klass].format(n=n)]
-        if after is not None:
-            if klass < after[0]:
-                return None
-            if klass == after[0]:
-                where.append(f"({n} OPERATOR(public.<->) $1, '{self.kind}'::text, {self.key}) > ($4, $5, $6)")
-        return (
-            f"(SELECT '{self.kind}'::text AS kind, {self.key} AS key, {klass} AS class,"
-            f" ({n} OPERATOR(public.<->) $1)::float8 AS dist FROM {self.from_}"
-            f" WHERE {' AND '.join(where)} {self.extra}"
-            f" ORDER BY {n} OPERATOR(public.<->) $1, {self.key} LIMIT $3)"
-        )
+
+def _source(kind: str, field: str, from_: str, key: str, extra: str = "") -> str:
+    return (
+        f"SELECT '{kind}'::text AS kind, {key} AS key, {_ranked(field)} AS class,"
+        f" public.similarity(search_norm({field}), $1)::float8 AS sim FROM {from_}"
+        f" WHERE {field} IS NOT NULL AND {_matches(field)} {extra}"
+    )
 
 
 _SOURCES = {
-    "track": _Source("track", "t.title", TRACKS, "t.uri"),
-    "artist": _Source("artist", "a.handle", "artists a", "a.did", "AND a.active AND NOT a.local_takedown"),
-    "album": _Source("album", "l.name", LISTS, "l.uri", "AND l.list_type = 'album'"),
-    "playlist": _Source("playlist", "l.name", LISTS, "l.uri", "AND l.list_type = 'playlist'"),
+    "track": _source("track", "t.title", TRACKS, "t.uri"),
+    "artist": _source("artist", "a.handle", "artists a", "a.did", "AND a.active AND NOT a.local_takedown"),
+    "album": _source("album", "l.name", LISTS, "l.uri", "AND l.list_type = 'album'"),
+    "playlist": _source("playlist", "l.name", LISTS, "l.uri", "AND l.list_type = 'playlist'"),
 }
 
 
@@ -88,21 +71,19 @@ async def search(request: Request, p: Params) -> dict[str, Any]:
     if not q:
         raise InvalidRequest("q is empty once quotes and spaces are removed")
     kinds = [p["type"]] if p["type"] is not None else list(_SOURCES)
-    raw = decode("search", p["cursor"], (int, float, str, str))
-    after = None if raw is None else (int(raw[0]), float(raw[1]), str(raw[2]), str(raw[3]))  # type: ignore[arg-type]
-    if after is not None and not 0 <= after[0] < len(_CLASSES):
-        raise InvalidRequest("malformed cursor")
-    scans = [scan for k in kinds for klass in range(len(_CLASSES)) if (scan := _SOURCES[k].scan(klass, after))]
+    after = decode("search", p["cursor"], (int, float, str, str))
+    cond = "" if after is None else "WHERE (class, -sim, kind, key) > ($4, $5, $6, $7)"
+    union = " UNION ALL ".join(_SOURCES[k] for k in kinds)
     async with c.pool.acquire() as conn:
         norm = await conn.fetchval("SELECT search_norm($1)", q)
         rows = await conn.fetch(
-            f"SELECT * FROM ({' UNION ALL '.join(scans)}) s ORDER BY class, dist, kind, key LIMIT $3",
+            f"SELECT * FROM ({union}) s {cond} ORDER BY class, sim DESC, kind, key LIMIT $3",
             norm,
             _like_escape(norm),
             p["limit"] + 1,
-            *(() if after is None else (after[1], after[2], after[3])),
+            *(() if after is None else (after[0], -float(after[1]), after[2], after[3])),  # type: ignore[arg-type]
         )
-    shown, cursor = page(rows, p["limit"], "search", lambda r: (r["class"], r["dist"], r["kind"], r["key"]))
+    shown, cursor = page(rows, p["limit"], "search", lambda r: (r["class"], r["sim"], r["kind"], r["key"]))
     by_kind: dict[str, list[str]] = {}
     for r in shown:
         by_kind.setdefault(r["kind"], []).append(r["key"])
