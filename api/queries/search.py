@@ -3,7 +3,9 @@
 Text is compared through the read models' ``search_norm`` (case folded, typographic quotes plain), the
 same function the trigram indexes are built on. Ranking: exact, then prefix, then substring, then
 fuzzy (trigram similarity over the threshold); within a class by similarity, then uri, so pages are
-stable and a cursor on (class, similarity, kind, key) never skips or repeats.
+stable and a cursor on (class, similarity, kind, key) never skips or repeats. Each class of each kind
+is at most the first ``_CANDIDATES`` matches (exact and prefix in order, the others as the trigram
+index yields them), which bounds a query's cost.
 """
 
 from __future__ import annotations
@@ -37,24 +39,33 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _ranked(field: str) -> str:
-    # $1 = search_norm(q), $2 = escaped search_norm(q) for LIKE
-    return (
-        f"CASE WHEN search_norm({field}) = $1 THEN 0 WHEN search_norm({field}) LIKE $2 || '%' THEN 1"
-        f" WHEN search_norm({field}) LIKE '%' || $2 || '%' THEN 2 ELSE 3 END"
-    )
-
-
-def _matches(field: str) -> str:
-    return f"(search_norm({field}) LIKE '%' || $2 || '%' OR search_norm({field}) OPERATOR(public.%) $1)"
+# How many candidates of each class each source ranks at most (exact and prefix in btree order, the
+# trigram classes as their index yields them), so a common word costs a bounded amount, not a visit to
+# every title that contains it.
+_CANDIDATES = 200
 
 
 def _source(kind: str, field: str, from_: str, key: str, extra: str = "") -> str:
-    return (
-        f"SELECT '{kind}'::text AS kind, {key} AS key, {_ranked(field)} AS class,"
-        f" public.similarity(search_norm({field}), $1)::float8 AS sim FROM {from_}"
-        f" WHERE {field} IS NOT NULL AND {_matches(field)} {extra}"
+    # $1 = search_norm(q), $2 = it escaped for LIKE, $4 = the first string above every prefix of $1.
+    n = f"search_norm({field})"
+    head = f"SELECT '{kind}'::text AS kind, {key} AS key, {{klass}} AS class,"
+    head += f" public.similarity({n}, $1)::float8 AS sim FROM {from_} WHERE {field} IS NOT NULL {extra} AND"
+    return " UNION ALL ".join(
+        (
+            f"({head.format(klass=0)} {n} = $1 ORDER BY {key} LIMIT {_CANDIDATES})",
+            f"({head.format(klass=1)} {n} ~>=~ $1 AND {n} ~<~ $4 AND {n} <> $1 ORDER BY {n} LIMIT {_CANDIDATES})",
+            f"({head.format(klass=2)} {n} LIKE '%' || $2 || '%' AND NOT ({n} ~>=~ $1 AND {n} ~<~ $4)"
+            f" LIMIT {_CANDIDATES})",
+            f"({head.format(klass=3)} {n} OPERATOR(public.%) $1 AND {n} NOT LIKE '%' || $2 || '%' LIMIT {_CANDIDATES})",
+        )
     )
+
+
+def _above_prefixes(text: str) -> str:
+    """The least string greater than every string starting with ``text`` (code point order is UTF-8
+    byte order, which text_pattern_ops compares)."""
+    last = ord(text[-1])
+    return text[:-1] + chr(last + 1) if last < 0x10FFFF else text + "\U0010ffff"
 
 
 _SOURCES = {
@@ -72,15 +83,19 @@ async def search(request: Request, p: Params) -> dict[str, Any]:
         raise InvalidRequest("q is empty once quotes and spaces are removed")
     kinds = [p["type"]] if p["type"] is not None else list(_SOURCES)
     after = decode("search", p["cursor"], (int, float, str, str))
-    cond = "" if after is None else "WHERE (class, -sim, kind, key) > ($4, $5, $6, $7)"
+    cond = "" if after is None else "WHERE (class, -sim, kind, key) > ($5, $6, $7, $8)"
     union = " UNION ALL ".join(_SOURCES[k] for k in kinds)
-    async with c.pool.acquire() as conn:
+    async with c.pool.acquire() as conn, conn.transaction(readonly=True):
+        # Every class must come from its index: a LIMIT tempts the planner into a sequential scan that
+        # computes similarity for a million titles when matches turn out rare.
+        await conn.execute("SET LOCAL enable_seqscan = off")
         norm = await conn.fetchval("SELECT search_norm($1)", q)
         rows = await conn.fetch(
             f"SELECT * FROM ({union}) s {cond} ORDER BY class, sim DESC, kind, key LIMIT $3",
             norm,
             _like_escape(norm),
             p["limit"] + 1,
+            _above_prefixes(norm),
             *(() if after is None else (after[0], -float(after[1]), after[2], after[3])),  # type: ignore[arg-type]
         )
     shown, cursor = page(rows, p["limit"], "search", lambda r: (r["class"], r["sim"], r["kind"], r["key"]))
