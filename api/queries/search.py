@@ -43,21 +43,23 @@ def _like_escape(text: str) -> str:
 # trigram classes as their index yields them), so a common word costs a bounded amount, not a visit to
 # every title that contains it.
 _CANDIDATES = 200
+# Trigram similarity a fuzzy match needs (pg_trgm's default, 0.3, lets half a million titles through
+# for a short word).
+_FUZZY = 0.4
+# Shorter queries have no trigram of their own: exact and prefix matches only.
+_TRIGRAM_MIN = 3
 
 
-def _source(kind: str, field: str, from_: str, key: str, extra: str = "") -> str:
+def _source(kind: str, field: str, from_: str, key: str, extra: str = "") -> tuple[str, ...]:
     # $1 = search_norm(q), $2 = it escaped for LIKE, $4 = the first string above every prefix of $1.
     n = f"search_norm({field})"
     head = f"SELECT '{kind}'::text AS kind, {key} AS key, {{klass}} AS class,"
     head += f" public.similarity({n}, $1)::float8 AS sim FROM {from_} WHERE {field} IS NOT NULL {extra} AND"
-    return " UNION ALL ".join(
-        (
-            f"({head.format(klass=0)} {n} = $1 ORDER BY {key} LIMIT {_CANDIDATES})",
-            f"({head.format(klass=1)} {n} ~>=~ $1 AND {n} ~<~ $4 AND {n} <> $1 ORDER BY {n} LIMIT {_CANDIDATES})",
-            f"({head.format(klass=2)} {n} LIKE '%' || $2 || '%' AND NOT ({n} ~>=~ $1 AND {n} ~<~ $4)"
-            f" LIMIT {_CANDIDATES})",
-            f"({head.format(klass=3)} {n} OPERATOR(public.%) $1 AND {n} NOT LIKE '%' || $2 || '%' LIMIT {_CANDIDATES})",
-        )
+    return (
+        f"({head.format(klass=0)} {n} = $1 ORDER BY {key} LIMIT {_CANDIDATES})",
+        f"({head.format(klass=1)} {n} ~>=~ $1 AND {n} ~<~ $4 AND {n} <> $1 ORDER BY {n} LIMIT {_CANDIDATES})",
+        f"({head.format(klass=2)} {n} LIKE '%' || $2 || '%' AND NOT ({n} ~>=~ $1 AND {n} ~<~ $4) LIMIT {_CANDIDATES})",
+        f"({head.format(klass=3)} {n} OPERATOR(public.%) $1 AND {n} NOT LIKE '%' || $2 || '%' LIMIT {_CANDIDATES})",
     )
 
 
@@ -83,12 +85,15 @@ async def search(request: Request, p: Params) -> dict[str, Any]:
         raise InvalidRequest("q is empty once quotes and spaces are removed")
     kinds = [p["type"]] if p["type"] is not None else list(_SOURCES)
     after = decode("search", p["cursor"], (int, float, str, str))
-    cond = "" if after is None else "WHERE (class, -sim, kind, key) > ($5, $6, $7, $8)"
-    union = " UNION ALL ".join(_SOURCES[k] for k in kinds)
+    # $2 is named here too: a short query's statement has no trigram class that would type it.
+    cond = "WHERE $2::text IS NOT NULL" + ("" if after is None else " AND (class, -sim, kind, key) > ($5, $6, $7, $8)")
+    classes = 4 if len(q) >= _TRIGRAM_MIN else 2
+    union = " UNION ALL ".join(scan for k in kinds for scan in _SOURCES[k][:classes])
     async with c.pool.acquire() as conn, conn.transaction(readonly=True):
         # Every class must come from its index: a LIMIT tempts the planner into a sequential scan that
         # computes similarity for a million titles when matches turn out rare.
-        await conn.execute("SET LOCAL enable_seqscan = off")
+        # A stricter similarity threshold prunes fuzzy candidates inside the trigram index itself.
+        await conn.execute(f"SET LOCAL enable_seqscan = off; SET LOCAL pg_trgm.similarity_threshold = {_FUZZY}")
         norm = await conn.fetchval("SELECT search_norm($1)", q)
         rows = await conn.fetch(
             f"SELECT * FROM ({union}) s {cond} ORDER BY class, sim DESC, kind, key LIMIT $3",

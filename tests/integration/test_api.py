@@ -457,3 +457,9 @@ async def test_track_views_stream_url_redirects_through_the_served_stream_route(
     hidden = world.tracks["gone"][0].removeprefix("at://").split("/")
     r = await world.client.get(f"/stream/{hidden[0]}/{hidden[2]}")
     assert r.status_code == 404 and r.json()["error"] == "NotFound"
+
+
+async def test_short_queries_match_exact_and_prefix_only(world: World) -> None:
+    results = (await xrpc(world, "search", q="ca", type="track"))["results"]
+    assert [(r["match"], r["track"]["title"]) for r in results] == [("prefix", "Café Müller")]
+    assert (await xrpc(world, "search", q="é", type="track"))["results"] == []
