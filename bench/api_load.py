@@ -341,6 +341,19 @@ async def cached(admin_dsn: str, sizes: Sizes) -> float | None:
     return None if row is None else float(row["load_seconds"])
 
 
+async def upgrade(admin_dsn: str) -> list[str]:
+    """Apply to the cached database the read-model migrations added since it was loaded (then ANALYZE)."""
+    conn = await asyncpg.connect(database_url(admin_dsn))
+    try:
+        await conn.execute("SET maintenance_work_mem = '1GB'")
+        applied = await migrate(conn, "read", SCHEMA)
+        for table in _TABLES if applied else ():
+            await conn.execute(f"ANALYZE {SCHEMA}.{table}")
+        return applied
+    finally:
+        await conn.close()
+
+
 def database_url(admin_dsn: str) -> str:
     """The benchmark database on the server of ``admin_dsn``."""
     return admin_dsn.rsplit("/", 1)[0] + "/" + DATABASE

@@ -50,7 +50,7 @@ from api.queries import artists, lists, search, tracks
 from api.settings import ApiSettings
 from api.sql import ARTIST_COLUMNS, TRACK_COLUMNS, TRACKS
 from api.xrpc import parse_params, query_lexicons
-from bench.api_load import CDN_ORIGIN, SCHEMA, Sizes, cached, database_url, load
+from bench.api_load import CDN_ORIGIN, SCHEMA, Sizes, cached, database_url, load, upgrade
 from projector.ranking import WINDOWS, refresh_top_tracks
 
 ADMIN = os.environ.get("PLYR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -105,6 +105,17 @@ class _StepConn:
     async def fetchval(self, sql: str, *args: Any) -> Any:
         self._step.append(("fetchval", sql, args))
         return await self._conn.fetchval(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> Any:
+        self._step.append(("execute", sql, args))
+        return await self._conn.execute(sql, *args)
+
+    @asynccontextmanager
+    async def transaction(self, **options: Any) -> AsyncIterator[None]:
+        self._step.append(("begin", "", tuple(sorted(options.items()))))
+        async with self._conn.transaction(**options):
+            yield
+        self._step.append(("commit", "", ()))
 
 
 class Recorder:
@@ -161,12 +172,28 @@ async def record(pool: asyncpg.Pool, api: ApiSettings, req: Req, sources: Any) -
     return recorder.plan, answer
 
 
-async def replay(pool: asyncpg.Pool, plan: Plan) -> None:
-    """Run a recorded plan: each step on one connection from ``pool``, as the handler did."""
+async def replay(pool: asyncpg.Pool, plan: Plan, explain: list[str] | None = None) -> None:
+    """Run a recorded plan: each step on one connection from ``pool``, in the handler's transactions.
+    With ``explain``, each query runs as EXPLAIN ANALYZE instead and the plans are appended to it."""
     for step in plan:
         async with pool.acquire() as conn:
-            for method, sql, args in step:
-                await getattr(conn, method)(sql, *args)
+            tx: Any = None
+            try:
+                for method, sql, args in step:
+                    if method == "begin":
+                        tx = conn.transaction(**dict(args))
+                        await tx.start()
+                    elif method == "commit":
+                        await tx.commit()
+                        tx = None
+                    elif explain is not None and method != "execute":
+                        rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
+                        explain += [sql, *(r[0] for r in rows), ""]
+                    else:
+                        await getattr(conn, method)(sql, *args)
+            finally:
+                if tx is not None:
+                    await tx.rollback()
 
 
 # --- the naive design: counters counted at read time -----------------------------------------------
@@ -538,7 +565,7 @@ async def api_process(dsn: str, workers: int) -> AsyncIterator[tuple[str, asynci
 def serves_stream(dsn: str) -> bool:
     """Whether the app as ``create_app`` builds it now has the stream route."""
     app = create_app(dsn, settings("http://127.0.0.1"))
-    return any(getattr(route, "path", None) == STREAM_ROUTE for route in app.routes)
+    return STREAM_ROUTE in app.openapi().get("paths", {})  # included routers are nested; the schema lists all
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -582,13 +609,10 @@ async def record_all(pool: asyncpg.Pool, api: ApiSettings, reqs: set[Req], strea
 
 async def explain(pool: asyncpg.Pool, run: Run, plans: dict[Req, Plan]) -> str:
     """EXPLAIN ANALYZE of each statement of the slowest request of each kind in ``run``."""
-    out = []
+    out: list[str] = []
     for kind, (latency, req) in sorted(run.slowest.items()):
         out.append(f"=== {kind}: {latency * 1000:.1f} ms in the {run.name} run: {req.url}")
-        for step in plans[req]:
-            for _, sql, args in step:
-                rows = await pool.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
-                out += [sql, *(r[0] for r in rows), ""]
+        await replay(pool, plans[req], explain=out)
     return "\n".join(out)
 
 
@@ -602,6 +626,8 @@ async def main_async(args: argparse.Namespace) -> str | None:
         print(f"loaded in {built:.0f} s")
     else:
         print(f"reusing the loaded database ({sizes}; it took {built:.0f} s to load)")
+        if applied := await upgrade(ADMIN):
+            print(f"applied the migrations added since: {', '.join(applied)}")
     dsn = database_url(ADMIN)
     api = settings("http://127.0.0.1")
     mix, skipped = {k: v for k, v in {**MIX, **args.mix}.items() if v > 0}, None
