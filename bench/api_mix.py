@@ -52,6 +52,7 @@ from api.sql import ARTIST_COLUMNS, TRACK_COLUMNS, TRACKS
 from api.xrpc import parse_params, query_lexicons
 from bench.api_load import CDN_ORIGIN, SCHEMA, Sizes, cached, database_url, load, upgrade
 from projector.ranking import WINDOWS, refresh_top_tracks
+from runtime.logging import configure
 
 ADMIN = os.environ.get("PLYR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 MIX = {"latest": 25, "top": 15, "track": 20, "artist": 10, "album": 10, "search": 10, "stream": 10}
@@ -76,8 +77,6 @@ class Req:
 
 def serve_app() -> FastAPI:
     """uvicorn's factory in the API subprocess (``--factory bench.api_mix:serve_app``)."""
-    from runtime.logging import configure
-
     configure("WARNING", "json")
     return create_app(os.environ["PLYR_BENCH_API_DSN"], settings(os.environ["PLYR_BENCH_API_URL"]))
 
@@ -725,6 +724,7 @@ def main() -> int:
     p.add_argument("--reload", action="store_true", help="load the database again even if cached")
     p.add_argument("--explain", metavar="FILE", help="write EXPLAIN ANALYZE of the slowest request of each kind")
     args = p.parse_args()
+    configure("WARNING", "json")  # the handlers called here log like the API does; only warnings matter
     args.paths = set(args.paths.split(","))
     args.mix = {k: int(v) for k, v in (part.split("=") for part in args.mix.split(",") if part)}
     if set(args.mix) - set(MIX):
