@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import live, stream
+from api.cache import TtlCache
 from api.errors import XrpcError
 from api.queries import register_all
 from api.responses import json_response
@@ -49,7 +50,12 @@ def open_pool(database_url: str, settings: ApiSettings) -> asyncpg.Pool:
         min_size=settings.pool_min,
         max_size=settings.pool_max,
         init=_init_connection,
-        server_settings={"search_path": f"{quote_schema(settings.schema_name)}, public", "jit": "off"},
+        # Short reads: no JIT, and no parallel workers (on a busy server they multiply CPU per query).
+        server_settings={
+            "search_path": f"{quote_schema(settings.schema_name)}, public",
+            "jit": "off",
+            "max_parallel_workers_per_gather": "0",
+        },
     )
 
 
@@ -114,6 +120,7 @@ def create_app(database_url: str, settings: ApiSettings, registry: CollectorRegi
     )
     app.state.settings = settings
     app.state.registry = registry
+    app.state.search_cache = TtlCache[tuple[object, ...], dict[str, object]](settings.search_cache_seconds, 10_000)
     app.add_middleware(RouteMetrics, registry=registry)
     if settings.cors_origins:
         app.add_middleware(

@@ -33,6 +33,8 @@ class ApiSettings(BaseSettings):
     cors_origins: CommaList = ()
     # /ready fails when the projector's newest applied event is older than this (seconds).
     ready_max_lag_seconds: float = Field(default=300.0, gt=0)
+    # How long a search page may be served from memory (0: never).
+    search_cache_seconds: float = Field(default=10.0, ge=0)
     pool_min: int = Field(default=2, ge=1)
     pool_max: int = Field(default=10, ge=1)
     # A track's audioUrl is redirected to only when its origin (scheme://host[:port]) is one of these.

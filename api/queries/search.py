@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from api import views
+from api.cache import TtlCache
 from api.cursor import decode
 from api.errors import InvalidRequest
 from api.queries.common import ctx, page, track_views, with_cursor
@@ -79,10 +80,22 @@ _SOURCES = {
 
 
 async def search(request: Request, p: Params) -> dict[str, Any]:
-    c = ctx(request)
     q = normalize_query(p["q"])
     if not q:
         raise InvalidRequest("q is empty once quotes and spaces are removed")
+    # Searches repeat (a few words make most of the traffic) and each costs Postgres far more than any
+    # other query: the same page is answered from memory for API_SEARCH_CACHE_SECONDS.
+    cache: TtlCache[tuple[Any, ...], dict[str, Any]] = request.app.state.search_cache
+    key = (q.casefold(), p["type"], p["limit"], p["cursor"])
+    cached = cache.get(key)
+    if cached is None:
+        cached = await _search(request, p, q)
+        cache.put(key, cached)
+    return cached
+
+
+async def _search(request: Request, p: Params, q: str) -> dict[str, Any]:
+    c = ctx(request)
     kinds = [p["type"]] if p["type"] is not None else list(_SOURCES)
     after = decode("search", p["cursor"], (int, float, str, str))
     # $2 is named here too: a short query's statement has no trigram class that would type it.
