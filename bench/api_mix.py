@@ -46,6 +46,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 
 from api.app import create_app, open_pool
+from api.cache import TtlCache
 from api.queries import artists, lists, search, tracks
 from api.settings import ApiSettings
 from api.sql import ARTIST_COLUMNS, TRACK_COLUMNS, TRACKS
@@ -157,7 +158,8 @@ _HANDLERS = {
 async def record(pool: asyncpg.Pool, api: ApiSettings, req: Req, sources: Any) -> tuple[Plan, Any]:
     """The statements the API runs for ``req`` (through its own handler), and the handler's answer."""
     recorder = Recorder(pool)
-    state = SimpleNamespace(pool=recorder, settings=api, audio_sources=sources)
+    # No search cache while recording: the floor replays every distinct request's own statements.
+    state = SimpleNamespace(pool=recorder, settings=api, audio_sources=sources, search_cache=TtlCache(0, 1))
     request = cast(Request, SimpleNamespace(app=SimpleNamespace(state=state)))
     if req.kind == "stream":
         from api.stream import stream_head
