@@ -19,12 +19,8 @@ import aiohttp
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
 
-from api import stream
 from api.cids import cid_of_bytes
-from api.errors import XrpcError
 from api.mirror import FailureLog, MirrorFailure, mirror_main, mirror_once
 from api.outbound import FetchError, FetchProblem, Outbound
 from api.settings import ApiSettings
@@ -34,6 +30,7 @@ from schemas.migrate import migrate
 from tests.fixtures import events as ev
 from tests.fixtures.atproto_host import AtprotoHost, serving_atproto_host
 from tests.fixtures.s3 import S3Bucket, s3_client
+from tests.fixtures.stream_app import stream_app
 from tests.integration.test_projector import project_all
 
 pytestmark = pytest.mark.integration
@@ -197,19 +194,6 @@ async def test_redirects_are_checked(world: World) -> None:
                     f"{world.host.url}/redirect?{urlencode({'to': hostile})}", guarded=True, max_bytes=10, time_limit=5
                 )
             assert caught.value.problem is FetchProblem.UNSAFE_URL, hostile
-
-
-def stream_app(pool: asyncpg.Pool, st: ApiSettings) -> FastAPI:
-    app = FastAPI()
-    app.state.settings = st
-    app.state.pool = pool
-    app.include_router(stream.router)
-
-    @app.exception_handler(XrpcError)
-    async def xrpc_error(request: Request, err: XrpcError) -> Response:
-        return JSONResponse(err.body(), err.status)
-
-    return app
 
 
 async def test_stream_serves_the_mirror_once_copied(world: World, s3_bucket: S3Bucket) -> None:

@@ -15,17 +15,14 @@ import aiohttp
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
 
-from api import stream
-from api.errors import XrpcError
 from api.settings import ApiSettings
 from schemas.envelope import Event
 from schemas.migrate import migrate
 from tests.fixtures import events as ev
 from tests.fixtures.atproto_host import AtprotoHost, document, serving_atproto_host
 from tests.fixtures.s3 import S3Bucket, s3_client
+from tests.fixtures.stream_app import stream_app
 from tests.integration.test_projector import project_all
 from tests.services import free_port
 from tests.unit.api.test_urls import HOSTILE
@@ -160,23 +157,9 @@ def settings(w: World, **overrides: Any) -> ApiSettings:
     return ApiSettings(**{**values, **overrides})
 
 
-def make_app(pool: asyncpg.Pool, st: ApiSettings) -> FastAPI:
-    """What the real app provides the router: settings, pool, XRPC errors as JSON."""
-    app = FastAPI()
-    app.state.settings = st
-    app.state.pool = pool
-    app.include_router(stream.router)
-
-    @app.exception_handler(XrpcError)
-    async def xrpc_error(request: Request, err: XrpcError) -> Response:
-        return JSONResponse(err.body(), err.status)
-
-    return app
-
-
 @asynccontextmanager
 async def serving(w: World, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = make_app(w.pool, settings(w, **overrides))
+    app = stream_app(w.pool, settings(w, **overrides))
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://index.test") as client,
@@ -357,7 +340,7 @@ async def test_without_a_usable_bucket_the_pds_serves(world: World) -> None:
 
 
 async def test_bad_trusted_origin_stops_startup(world: World) -> None:
-    app = make_app(world.pool, settings(world, trusted_cdn_origins=("https://cdn.example/path",)))
+    app = stream_app(world.pool, settings(world, trusted_cdn_origins=("https://cdn.example/path",)))
     with pytest.raises(ValueError, match="not_origin"):
         async with app.router.lifespan_context(app):
             pass

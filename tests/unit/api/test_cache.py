@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from api import cache
 from api.cache import TtlCache
 
 
 def test_entries_expire_are_bounded_and_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
-    monkeypatch.setattr(cache.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     c: TtlCache[str, int] = TtlCache(seconds=10, size=2)
     c.put("a", 1)
     c.put("b", 2)
