@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 # command → ("module:function", one-line help). Later parts add theirs here.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("plyr_index.up:main", "run the whole system locally: embedded broker, ingest, projector, API"),
     "ingest": ("ingest.__main__:main", "follow firehose upstreams (or a capture) into Kafka"),
     "capture": ("ingest.__main__:capture_main", "record an upstream's raw frames to a file"),
     "project": ("projector.__main__:main", "fold the event log into the Postgres read models"),

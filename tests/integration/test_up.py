@@ -1,0 +1,93 @@
+"""``plyr-index up`` as a newcomer runs it: a subprocess that starts the embedded broker, ingest,
+projector and API on a capture file; its API serves what the capture holds; Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from ingest.capture import write_frames
+from tests.conftest import PG_ADMIN
+from tests.fixtures.corpus import mixed_corpus
+from tests.services import free_port
+
+pytestmark = pytest.mark.integration
+
+
+async def test_up_runs_the_whole_system_from_a_capture_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    corpus = mixed_corpus(150, plyr_share=0.5, seed=11)
+    capture = tmp_path / "capture.bin.zst"
+    write_frames(capture, [f for _, f in corpus.frames])
+    database = f"plyr_up_{uuid.uuid4().hex[:8]}"
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + database
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "plyr_index",
+        "up",
+        "--from-file",
+        str(capture),
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp_path / "data"),
+        env={**os.environ, "PLYR_DATABASE_URL": url, "PLYR_EVENTS_TOPIC": f"up.{uuid.uuid4().hex[:8]}"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        banner = await asyncio.wait_for(process.stdout.readline(), 90)
+        assert f"http://127.0.0.1:{port}" in banner.decode(), banner
+        tracks_in_capture = {f"at://{did}/{path}" for did, path, _ in corpus.expected_ops if "fm.plyr.track/" in path}
+        assert tracks_in_capture
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            async with asyncio.timeout(60):
+                while True:
+                    body = (await client.get("/xrpc/fm.plyr.index.getLatestTracks", params={"limit": 100})).json()
+                    if {t["uri"] for t in body["tracks"]} & tracks_in_capture:
+                        break
+                    await asyncio.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 60) == 0
+        for name in ("broker", "ingest", "projector", "api"):
+            assert (tmp_path / "data" / "logs" / f"{name}.log").is_file()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        admin = await asyncpg.connect(PG_ADMIN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def test_up_without_postgres_says_what_to_do(tmp_path: Path) -> None:
+    capture = tmp_path / "capture.bin"
+    write_frames(capture, [])
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "plyr_index",
+        "up",
+        "--from-file",
+        str(capture),
+        "--data-dir",
+        str(tmp_path / "data"),
+        env={**os.environ, "PLYR_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    assert b"no Postgres at" in err and b"PLYR_DATABASE_URL" in err and b"Traceback" not in err
