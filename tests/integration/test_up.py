@@ -22,6 +22,17 @@ from tests.services import free_port
 pytestmark = pytest.mark.integration
 
 
+async def up(capture: Path, tmp_path: Path, database_url: str, *args: str, **env: str) -> asyncio.subprocess.Process:
+    """``plyr-index up --from-file CAPTURE`` as a process, its output piped."""
+    return await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "plyr_index", "up", "--from-file", str(capture), "--data-dir", str(tmp_path / "data")),
+        *args,
+        env={**os.environ, "PLYR_DATABASE_URL": database_url, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 async def test_up_runs_the_whole_system_from_a_capture_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     corpus = mixed_corpus(150, plyr_share=0.5, seed=11)
     capture = tmp_path / "capture.bin.zst"
@@ -29,21 +40,7 @@ async def test_up_runs_the_whole_system_from_a_capture_and_stops_on_ctrl_c(tmp_p
     database = f"plyr_up_{uuid.uuid4().hex[:8]}"
     url = PG_ADMIN.rsplit("/", 1)[0] + "/" + database
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "plyr_index",
-        "up",
-        "--from-file",
-        str(capture),
-        "--port",
-        str(port),
-        "--data-dir",
-        str(tmp_path / "data"),
-        env={**os.environ, "PLYR_DATABASE_URL": url, "PLYR_EVENTS_TOPIC": f"up.{uuid.uuid4().hex[:8]}"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await up(capture, tmp_path, url, "--port", str(port), PLYR_EVENTS_TOPIC=f"up.{uuid.uuid4().hex[:8]}")
     try:
         assert process.stdout is not None
         banner = await asyncio.wait_for(process.stdout.readline(), 90)
@@ -75,19 +72,7 @@ async def test_up_runs_the_whole_system_from_a_capture_and_stops_on_ctrl_c(tmp_p
 async def test_up_without_postgres_says_what_to_do(tmp_path: Path) -> None:
     capture = tmp_path / "capture.bin"
     write_frames(capture, [])
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "plyr_index",
-        "up",
-        "--from-file",
-        str(capture),
-        "--data-dir",
-        str(tmp_path / "data"),
-        env={**os.environ, "PLYR_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await up(capture, tmp_path, f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2
     assert b"no Postgres at" in err and b"PLYR_DATABASE_URL" in err and b"Traceback" not in err
