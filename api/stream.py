@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from prometheus_client import CollectorRegistry, Counter
 
 from api.blobs import StorageError
 from api.cids import BlobCidError, blob_digest
@@ -113,7 +114,16 @@ async def stream_head(request: Request, did: str, rkey: str) -> Response:
     return await _stream(request, did, rkey)
 
 
-def _redirect(url: str, cache_control: str) -> Response:
+def _redirect(request: Request, target: str, url: str, cache_control: str) -> Response:
+    """The 307, counted by where it sends the listener (``cdn``, ``bucket``, ``pds``)."""
+    counter: Counter | None = getattr(request.app.state, "stream_redirects", None)
+    if counter is None:
+        # Created on first use, on the app's registry (its /metrics) when it has one; no await sits
+        # between the check and the assignment, so two first requests cannot both register it.
+        registry = getattr(request.app.state, "registry", None) or CollectorRegistry()
+        counter = Counter("plyr_api_stream_redirects", "Stream redirects by target", ["target"], registry=registry)
+        request.app.state.stream_redirects = counter
+    counter.labels(target).inc()
     return RedirectResponse(url, status_code=307, headers={"Cache-Control": cache_control})
 
 
@@ -138,17 +148,17 @@ async def _stream(request: Request, did: str, rkey: str) -> Response:
             raise NotFound(
                 "no playable source: supporter-only audio is served only from the mirror, and it is not there"
             )
-        return _redirect(presigned, NO_STORE)
+        return _redirect(request, "bucket", presigned, NO_STORE)
     if row["audio_url"] is not None:
         try:
-            return _redirect(str(trusted_redirect(row["audio_url"], sources.trusted_cdn)), PUBLIC_CACHE)
+            return _redirect(request, "cdn", str(trusted_redirect(row["audio_url"], sources.trusted_cdn)), PUBLIC_CACHE)
         except UnsafeUrl as err:
             log.debug("audio_url_skipped", uri=uri, problem=str(err.problem))
     if cid is None:
         raise NotFound("no playable source: no audioUrl on a trusted CDN and no audio blob")
     presigned = await _mirrored(sources, cid)
     if presigned is not None:
-        return _redirect(presigned, NO_STORE)
+        return _redirect(request, "bucket", presigned, NO_STORE)
     try:
         pds = await sources.resolver.pds(did)
     except ResolveError as err:
@@ -156,7 +166,8 @@ async def _stream(request: Request, did: str, rkey: str) -> Response:
         if err.retriable:
             raise Unavailable(f"the artist's PDS cannot be resolved now ({err.problem})") from err
         raise UpstreamFailure(f"the artist's PDS cannot be used ({err.problem})") from err
-    return _redirect(f"{pds}/xrpc/com.atproto.sync.getBlob?{urlencode({'did': did, 'cid': cid})}", PUBLIC_CACHE)
+    blob = f"{pds}/xrpc/com.atproto.sync.getBlob?{urlencode({'did': did, 'cid': cid})}"
+    return _redirect(request, "pds", blob, PUBLIC_CACHE)
 
 
 def _blob_cid(cid: str | None, uri: str) -> str | None:

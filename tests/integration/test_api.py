@@ -454,6 +454,8 @@ async def test_track_views_stream_url_redirects_through_the_served_stream_route(
     for method in ("GET", "HEAD"):
         r = await world.client.request(method, track["streamUrl"])
         assert r.status_code == 307 and r.headers["location"] == "https://cdn.example/cafe.mp3"
+    metrics = (await world.client.get("/metrics")).text
+    assert 'plyr_api_stream_redirects_total{target="cdn"} 2.0' in metrics
     hidden = world.tracks["gone"][0].removeprefix("at://").split("/")
     r = await world.client.get(f"/stream/{hidden[0]}/{hidden[2]}")
     assert r.status_code == 404 and r.json()["error"] == "NotFound"
