@@ -152,9 +152,6 @@ def openapi_operation(nsid: str, definition: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-CachePolicy = Callable[[Params], str | None]
-
-
 def add_query(router: APIRouter, nsid: str, handler: Handler, cache: str | None = None) -> None:
     """Serve ``GET /xrpc/<nsid>`` with ``handler``; ``cache`` is the Cache-Control of a success."""
     definition = query_lexicons()[nsid]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 
 from api import views
 from api.cursor import decode
-from api.queries.common import ctx, page, resolve_actor, track_views, with_cursor
+from api.queries.common import Where, ctx, page, resolve_actor, track_views, with_cursor
 from api.sql import ARTIST_COLUMNS, LIST_COLUMNS, LISTS, TRACK_COLUMNS, TRACKS
 from api.xrpc import Params, add_query
 
@@ -22,20 +22,16 @@ async def get_artist(request: Request, p: Params) -> dict[str, Any]:
 
 async def get_artist_lists(request: Request, p: Params) -> dict[str, Any]:
     c = ctx(request)
-    did = (await resolve_actor(c, p["actor"]))["did"]
-    args: list[Any] = [did, p["limit"] + 1]
-    where = ["l.did = $1"]
+    where = Where(p["limit"] + 1)
+    where.add("l.did = {}", (await resolve_actor(c, p["actor"]))["did"])
     if p["listType"] is not None:
-        args.append(p["listType"])
-        where.append(f"l.list_type = ${len(args)}")
+        where.add("l.list_type = {}", p["listType"])
     after = decode("lists", p["cursor"], (datetime, str))
     if after is not None:
-        args.extend(after)
-        where.append(f"(l.created_at, l.uri) < (${len(args) - 1}, ${len(args)})")
+        where.add("(l.created_at, l.uri) < ({}, {})", *after)
     rows = await c.pool.fetch(
-        f"SELECT {LIST_COLUMNS} FROM {LISTS} WHERE {' AND '.join(where)}"
-        " ORDER BY l.created_at DESC, l.uri DESC LIMIT $2",
-        *args,
+        f"SELECT {LIST_COLUMNS} FROM {LISTS} {where.sql()} ORDER BY l.created_at DESC, l.uri DESC LIMIT $1",
+        *where.args,
     )
     shown, cursor = page(rows, p["limit"], "lists", lambda r: (r["created_at"], r["uri"]))
     return with_cursor({"lists": [views.list_view(r) for r in shown]}, cursor)

@@ -53,6 +53,24 @@ async def track_views(c: Ctx, rows: Sequence[asyncpg.Record]) -> list[dict[str, 
     return [views.track_view(r, people, c.settings.public_url) for r in rows]
 
 
+class Where:
+    """Conditions of a query and their parameters, numbered as they are added (after ``fixed`` ones)."""
+
+    def __init__(self, *fixed: Any) -> None:
+        self.args: list[Any] = list(fixed)
+        self._parts: list[str] = []
+
+    def add(self, clause: str, *values: Any) -> None:
+        """``clause`` with a ``{}`` for each of ``values``, which become the next parameters."""
+        first = len(self.args) + 1
+        self.args.extend(values)
+        self._parts.append(clause.format(*(f"${first + i}" for i in range(len(values)))))
+
+    def sql(self) -> str:
+        """``WHERE ...``, or nothing."""
+        return "WHERE " + " AND ".join(self._parts) if self._parts else ""
+
+
 def page(
     rows: Sequence[asyncpg.Record], limit: int, tag: str, key: Callable[[asyncpg.Record], tuple[Key, ...]]
 ) -> tuple[Sequence[asyncpg.Record], str | None]:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from api import views
 from api.cursor import decode
 from api.errors import NotFound
-from api.queries.common import ctx, page, resolve_actor, track_views, with_cursor
+from api.queries.common import Where, ctx, page, resolve_actor, track_views, with_cursor
 from api.sql import TRACK_COLUMNS, TRACKS, visible
 from api.xrpc import Params, add_query
 
@@ -19,22 +19,17 @@ _NS = "fm.plyr.index."
 
 async def get_latest_tracks(request: Request, p: Params) -> dict[str, Any]:
     c = ctx(request)
-    where, args = [], []
+    where = Where(p["limit"] + 1)
     if p["artist"] is not None:
-        args.append((await resolve_actor(c, p["artist"]))["did"])
-        where.append(f"t.did = ${len(args)}")
+        where.add("t.did = {}", (await resolve_actor(c, p["artist"]))["did"])
     if p["album"] is not None:
-        args.append(p["album"])
-        where.append(f"t.album = ${len(args)}")
+        where.add("t.album = {}", p["album"])
     after = decode("latest", p["cursor"], (datetime, str))
     if after is not None:
-        args.extend(after)
-        where.append(f"(t.sort_at, t.uri) < (${len(args) - 1}, ${len(args)})")
-    args.append(p["limit"] + 1)
+        where.add("(t.sort_at, t.uri) < ({}, {})", *after)
     rows = await c.pool.fetch(
-        f"SELECT {TRACK_COLUMNS} FROM {TRACKS} {'WHERE ' + ' AND '.join(where) if where else ''}"
-        f" ORDER BY t.sort_at DESC, t.uri DESC LIMIT ${len(args)}",
-        *args,
+        f"SELECT {TRACK_COLUMNS} FROM {TRACKS} {where.sql()} ORDER BY t.sort_at DESC, t.uri DESC LIMIT $1",
+        *where.args,
     )
     shown, cursor = page(rows, p["limit"], "latest", lambda r: (r["sort_at"], r["uri"]))
     return with_cursor({"tracks": await track_views(c, shown)}, cursor)
