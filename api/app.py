@@ -120,6 +120,7 @@ def create_app(database_url: str, settings: ApiSettings, registry: CollectorRegi
     )
     app.state.settings = settings
     app.state.registry = registry
+    app.state.stream_redirects = stream.stream_metrics(registry)
     app.state.search_cache = TtlCache[tuple[object, ...], dict[str, object]](settings.search_cache_seconds, 10_000)
     app.add_middleware(RouteMetrics, registry=registry)
     if settings.cors_origins:

@@ -102,6 +102,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(lifespan=_lifespan)
 
 
+def stream_metrics(registry: CollectorRegistry) -> Counter:
+    """The redirect counter the app keeps on ``app.state.stream_redirects`` for this router."""
+    return Counter("plyr_api_stream_redirects", "Stream redirects by target", ["target"], registry=registry)
+
+
 @router.get("/stream/{did}/{rkey}", response_class=RedirectResponse, status_code=307)
 async def stream(request: Request, did: str, rkey: str) -> Response:
     """307 to a playable source of the track's audio."""
@@ -116,14 +121,8 @@ async def stream_head(request: Request, did: str, rkey: str) -> Response:
 
 def _redirect(request: Request, target: str, url: str, cache_control: str) -> Response:
     """The 307, counted by where it sends the listener (``cdn``, ``bucket``, ``pds``)."""
-    counter: Counter | None = getattr(request.app.state, "stream_redirects", None)
-    if counter is None:
-        # Created on first use, on the app's registry (its /metrics) when it has one; no await sits
-        # between the check and the assignment, so two first requests cannot both register it.
-        registry = getattr(request.app.state, "registry", None) or CollectorRegistry()
-        counter = Counter("plyr_api_stream_redirects", "Stream redirects by target", ["target"], registry=registry)
-        request.app.state.stream_redirects = counter
-    counter.labels(target).inc()
+    redirects: Counter = request.app.state.stream_redirects
+    redirects.labels(target).inc()
     return RedirectResponse(url, status_code=307, headers={"Cache-Control": cache_control})
 
 

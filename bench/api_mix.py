@@ -44,12 +44,14 @@ from urllib.parse import urlencode
 import aiohttp
 import asyncpg
 from fastapi import FastAPI, Request
+from prometheus_client import CollectorRegistry
 
 from api.app import create_app, open_pool
 from api.cache import TtlCache
 from api.queries import artists, lists, search, tracks
 from api.settings import ApiSettings
 from api.sql import ARTIST_COLUMNS, TRACK_COLUMNS, TRACKS
+from api.stream import stream_metrics
 from api.xrpc import parse_params, query_lexicons
 from bench.api_load import CDN_ORIGIN, SCHEMA, Sizes, cached, database_url, load, upgrade
 from projector.ranking import WINDOWS, refresh_top_tracks
@@ -159,7 +161,13 @@ async def record(pool: asyncpg.Pool, api: ApiSettings, req: Req, sources: Any) -
     """The statements the API runs for ``req`` (through its own handler), and the handler's answer."""
     recorder = Recorder(pool)
     # No search cache while recording: the floor replays every distinct request's own statements.
-    state = SimpleNamespace(pool=recorder, settings=api, audio_sources=sources, search_cache=TtlCache(0, 1))
+    state = SimpleNamespace(
+        pool=recorder,
+        settings=api,
+        audio_sources=sources,
+        search_cache=TtlCache(0, 1),
+        stream_redirects=stream_metrics(CollectorRegistry()),
+    )
     request = cast(Request, SimpleNamespace(app=SimpleNamespace(state=state)))
     if req.kind == "stream":
         from api.stream import stream_head
