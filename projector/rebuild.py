@@ -43,9 +43,12 @@ class ReplayResult:
     seconds: float
 
 
+async def _has_table(conn: asyncpg.Connection, schema: str, table: str) -> bool:
+    return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{quote_schema(schema)}.{table}"))
+
+
 async def _live_offsets(conn: asyncpg.Connection, schema: str, topic: str, *, lock: bool) -> dict[int, int]:
-    exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{schema}.offsets")
-    if not exists:
+    if not await _has_table(conn, schema, "offsets"):
         return {}
     rows = await conn.fetch(
         f"SELECT partition, next_offset FROM {quote_schema(schema)}.offsets WHERE topic = $1"
@@ -62,7 +65,7 @@ async def carry_operator_state(pool: asyncpg.Pool, live: str, fresh: str) -> int
     first, they are honoured by every count the replay computes. Returns how many were carried.
     """
     async with pool.acquire() as conn:
-        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{live}.artists"):
+        if not await _has_table(conn, live, "artists"):
             return 0
         status = await conn.execute(
             f"INSERT INTO {quote_schema(fresh)}.artists (did, local_takedown)"
