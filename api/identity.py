@@ -2,10 +2,10 @@
 
 - ``did:plc``: ``GET <plc_url>/<did>`` on the trusted session (the directory is operator config).
 - ``did:web``: ``GET https://<host>/.well-known/did.json`` on the guarded session (the host is
-  untrusted input: SSRF rules of api/outbound.py apply). Only hostname-level did:web, as atproto
+  untrusted input: SSRF rules of runtime/outbound.py apply). Only hostname-level did:web, as atproto
   allows; a port (``%3A``) is honoured only when private hosts are allowed (local development).
 - The PDS is the service with id ``#atproto_pds`` (or ``<did>#atproto_pds``) of type
-  ``AtprotoPersonalDataServer``; its endpoint must pass :func:`api.urls.service_origin`.
+  ``AtprotoPersonalDataServer``; its endpoint must pass :func:`runtime.urls.service_origin`.
 
 Answers are cached per DID: successes for ``ttl`` seconds, failures for ``failure_ttl`` (so a broken
 or hostile DID costs one lookup per period, not one per request). Concurrent lookups of one DID share
@@ -22,8 +22,8 @@ from urllib.parse import unquote
 
 import orjson
 
-from api.outbound import FetchError, FetchProblem, Outbound
-from api.urls import Origin, UnsafeUrl, outbound_url, service_origin
+from runtime.outbound import FetchError, FetchProblem, Outbound
+from runtime.urls import Origin, UnsafeUrl, outbound_url, service_origin
 from schemas.ids import is_did
 
 _MAX_DOCUMENT = 64 * 1024

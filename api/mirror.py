@@ -30,15 +30,15 @@ import asyncpg
 from api.blobs import BlobStore, StorageError
 from api.cids import BlobCheck, BlobCidError
 from api.identity import ResolveError, ResolveProblem
-from api.outbound import FetchError, FetchProblem
 from api.settings import ApiSettings, load_api
 from api.sources import AudioSources, open_sources
 from api.sql import visible
-from api.urls import UnsafeUrl, trusted_origins
 from runtime.backoff import Backoff
 from runtime.lifecycle import run_until_signalled
 from runtime.logging import configure, get_logger
+from runtime.outbound import FetchError, FetchProblem
 from runtime.settings import SettingsError, load_platform
+from runtime.urls import UnsafeUrl, trusted_origins
 from schemas.migrate import quote_schema
 
 log = get_logger("api.mirror")

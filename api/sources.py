@@ -2,7 +2,7 @@
 trusted CDN origins, outbound HTTP, the DID → PDS resolver and the mirror bucket (if configured).
 
 :func:`open_sources` is an async context manager; leaving it closes the HTTP sessions and the S3
-client. A malformed ``API_TRUSTED_CDN_ORIGINS`` entry raises :class:`api.urls.UnsafeUrl` on entry,
+client. A malformed ``API_TRUSTED_CDN_ORIGINS`` entry raises :class:`runtime.urls.UnsafeUrl` on entry,
 so a bad value stops startup instead of silently trusting nothing.
 """
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from api.blobs import BlobStore, open_blob_store
 from api.identity import DidResolver
-from api.outbound import Outbound
 from api.settings import ApiSettings
-from api.urls import Origin, trusted_origins
+from runtime.outbound import Outbound
+from runtime.urls import Origin, trusted_origins
 
 
 @dataclass(frozen=True)

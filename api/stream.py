@@ -10,7 +10,7 @@ taken down locally. Sources, in order:
 
 Supporter-gated tracks (``supportGate`` set) get 402 unless ``API_GATED_AUDIO=presign``, and then
 only source 2 serves them. An untrusted URL never reaches a ``Location`` header: anything that fails
-:mod:`api.urls` falls through to the next source. No playable source → 404; DID resolution failures
+:mod:`runtime.urls` falls through to the next source. No playable source → 404; DID resolution failures
 → 502 ``UpstreamFailure`` (or 503 ``Unavailable`` when trying again later may help).
 
 The app sets ``app.state.settings`` and ``app.state.pool``; the shared HTTP sessions, resolver and S3
@@ -38,8 +38,8 @@ from api.identity import ResolveError
 from api.settings import ApiSettings
 from api.sources import AudioSources, open_sources
 from api.sql import visible
-from api.urls import UnsafeUrl, trusted_origins, trusted_redirect
 from runtime.logging import get_logger
+from runtime.urls import UnsafeUrl, trusted_origins, trusted_redirect
 from schemas.ids import is_did, is_record_key
 
 log = get_logger("api.stream")

@@ -22,9 +22,9 @@ import pytest
 
 from api.cids import cid_of_bytes
 from api.mirror import FailureLog, MirrorFailure, mirror_main, mirror_once
-from api.outbound import FetchError, FetchProblem, Outbound
 from api.settings import ApiSettings
 from api.sources import open_sources
+from runtime.outbound import FetchError, FetchProblem, Outbound
 from schemas.envelope import Event
 from schemas.migrate import migrate
 from tests.fixtures import events as ev

@@ -25,7 +25,7 @@ from tests.fixtures.s3 import S3Bucket, s3_client
 from tests.fixtures.stream_app import stream_app
 from tests.integration.test_projector import project_all
 from tests.services import free_port
-from tests.unit.api.test_urls import HOSTILE
+from tests.unit.runtime.test_urls import HOSTILE
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import pytest
 
 from api.cids import BlobCheck, BlobCidError, blob_digest, cid_of_bytes
 from api.identity import ResolveError, ResolveProblem, document_url, pds_origin
-from api.urls import Origin
 from ingest.ipld.cid import CID
+from runtime.urls import Origin
 
 DID = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
 

@@ -1,6 +1,7 @@
-"""Which URLs the API may send a client to, or fetch itself: pure parsing and checks, no I/O.
+"""Which URLs a service may send a client to, or fetch itself: pure parsing and checks, no I/O.
 
-A URL from a record (``audioUrl``) or a DID document (the PDS ``serviceEndpoint``) is untrusted input.
+Shared by the API (audio redirects, mirror) and ingest (identity resolution), hence in ``runtime``.
+A URL from a record (``audioUrl``), a DID document (the PDS ``serviceEndpoint``) or a handle is untrusted input.
 It is parsed here strictly, once, into a canonical ASCII form; the form handed out is the canonical
 one, never the raw string, so the parser that checked a URL and the one that follows it cannot
 disagree about its host.
@@ -15,7 +16,7 @@ Invariants:
 - :func:`is_public` refuses loopback, private, link-local, CGNAT, multicast, unspecified and reserved
   addresses, IPv6 forms embedding such an IPv4 address, and names that cannot be public (single
   labels, ``localhost``, ``.local`` ...). A name that resolves to a private address is caught where
-  the server connects (api/outbound.py), not here.
+  the server connects (runtime/outbound.py), not here.
 - Punycode (``xn--``) hosts are accepted only when their origin is exactly in a trusted list.
 
 Spec: the issue's sections 5 and 6 (audio stream, media mirror); URL syntax per RFC 3986, with the

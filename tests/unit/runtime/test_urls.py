@@ -1,10 +1,10 @@
-"""api/urls.py: hostile URLs never pass, harmless spellings are normalised, trust is an exact origin."""
+"""runtime/urls.py: hostile URLs never pass, harmless spellings are normalised, trust is an exact origin."""
 
 from __future__ import annotations
 
 import pytest
 
-from api.urls import (
+from runtime.urls import (
     Origin,
     UnsafeUrl,
     UrlProblem,

@@ -1,4 +1,4 @@
-"""api/outbound.py without a network: DNS answers are limited to public addresses, and a guarded fetch
+"""runtime/outbound.py without a network: DNS answers are limited to public addresses, and a guarded fetch
 of a name that resolves only to private addresses fails before any connection."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import socket
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from api.outbound import FetchError, FetchProblem, Outbound, PrivateAddressError, PublicOnlyResolver
+from runtime.outbound import FetchError, FetchProblem, Outbound, PrivateAddressError, PublicOnlyResolver
 
 
 class StaticResolver(AbstractResolver):

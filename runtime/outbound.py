@@ -3,7 +3,7 @@ operator's own upstreams (the PLC directory).
 
 Two aiohttp sessions:
 - ``trusted``: hosts from settings; no redirects followed.
-- ``guarded``: every URL, including each redirect target, passes :func:`api.urls.outbound_url`
+- ``guarded``: every URL, including each redirect target, passes :func:`runtime.urls.outbound_url`
   before it is requested, and DNS answers are filtered to public addresses, so a public name that
   resolves to 10.0.0.1 or 127.0.0.1 is refused too (SSRF). ``allow_private`` (local development
   and tests) turns both checks off.
@@ -28,7 +28,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from api.urls import UnsafeUrl, UrlProblem, is_public_ip, outbound_url
+from runtime.urls import UnsafeUrl, UrlProblem, is_public_ip, outbound_url
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
