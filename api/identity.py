@@ -2,10 +2,9 @@
 
 - ``did:plc``: ``GET <plc_url>/<did>`` on the trusted session (the directory is operator config).
 - ``did:web``: ``GET https://<host>/.well-known/did.json`` on the guarded session (the host is
-  untrusted input: SSRF rules of runtime/outbound.py apply). Only hostname-level did:web, as atproto
-  allows; a port (``%3A``) is honoured only when private hosts are allowed (local development).
-- The PDS is the service with id ``#atproto_pds`` (or ``<did>#atproto_pds``) of type
-  ``AtprotoPersonalDataServer``; its endpoint must pass :func:`runtime.urls.service_origin`.
+  untrusted input: SSRF rules of runtime/outbound.py apply).
+- Which DIDs are supported and how the document is read (the ``#atproto_pds`` service) is
+  :mod:`schemas.diddoc`; the endpoint must also pass :func:`runtime.urls.service_origin`.
 
 Answers are cached per DID: successes for ``ttl`` seconds, failures for ``failure_ttl`` (so a broken
 or hostile DID costs one lookup per period, not one per request). Concurrent lookups of one DID share
@@ -18,16 +17,15 @@ import asyncio
 import time
 from collections import OrderedDict
 from enum import StrEnum
-from urllib.parse import unquote
 
 import orjson
 
 from runtime.outbound import FetchError, FetchProblem, Outbound
 from runtime.urls import Origin, UnsafeUrl, outbound_url, service_origin
-from schemas.ids import is_did
+from schemas.diddoc import DidDocError, parse_did_document
+from schemas.diddoc import document_url as did_document_url
 
 _MAX_DOCUMENT = 64 * 1024
-_PDS_TYPE = "AtprotoPersonalDataServer"
 
 
 class ResolveProblem(StrEnum):
@@ -56,44 +54,27 @@ class ResolveError(Exception):
 
 def pds_origin(did: str, document: object, *, allow_private: bool, trusted: frozenset[Origin]) -> Origin:
     """The PDS origin in ``document`` (the DID document of ``did``). Pure; raises :class:`ResolveError`."""
-    if not isinstance(document, dict) or document.get("id") != did:
-        raise ResolveError(ResolveProblem.BAD_DOCUMENT, "not a DID document for this DID")
-    services = document.get("service")
-    if not isinstance(services, list):
-        raise ResolveError(ResolveProblem.NO_PDS, "no service list")
-    for service in services:
-        if (
-            isinstance(service, dict)
-            and service.get("id") in ("#atproto_pds", f"{did}#atproto_pds")
-            and service.get("type") == _PDS_TYPE
-        ):
-            endpoint = service.get("serviceEndpoint")
-            if not isinstance(endpoint, str):
-                raise ResolveError(ResolveProblem.BAD_DOCUMENT, "serviceEndpoint is not a string")
-            try:
-                return service_origin(endpoint, allow_private=allow_private, trusted=trusted)
-            except UnsafeUrl as err:
-                raise ResolveError(ResolveProblem.UNSAFE_ENDPOINT, str(err)) from err
-    raise ResolveError(ResolveProblem.NO_PDS, "no #atproto_pds service")
+    try:
+        endpoint = parse_did_document(did, document).pds
+    except DidDocError as err:
+        raise ResolveError(ResolveProblem.BAD_DOCUMENT, str(err)) from err
+    if endpoint is None:
+        raise ResolveError(ResolveProblem.NO_PDS, "no #atproto_pds service")
+    try:
+        return service_origin(endpoint, allow_private=allow_private, trusted=trusted)
+    except UnsafeUrl as err:
+        raise ResolveError(ResolveProblem.UNSAFE_ENDPOINT, str(err)) from err
 
 
 def document_url(did: str, plc_url: str, *, allow_private: bool) -> tuple[str, bool]:
     """Where the DID document of ``did`` is, and whether that host is untrusted (guarded fetch)."""
-    if not is_did(did):
-        raise ResolveError(ResolveProblem.UNSUPPORTED_DID, "malformed DID")
-    if did.startswith("did:plc:"):
-        return f"{plc_url.rstrip('/')}/{did}", False
-    if did.startswith("did:web:"):
-        host = unquote(did.removeprefix("did:web:"))
-        if ":" in host and not allow_private:
-            raise ResolveError(ResolveProblem.UNSUPPORTED_DID, "did:web with a port or path")
-        scheme = "http" if allow_private else "https"
-        try:
-            url = outbound_url(f"{scheme}://{host}/.well-known/did.json", allow_private=allow_private)
-        except UnsafeUrl as err:
-            raise ResolveError(ResolveProblem.UNSUPPORTED_DID, str(err)) from err
-        return str(url), True
-    raise ResolveError(ResolveProblem.UNSUPPORTED_DID, "only did:plc and did:web are supported")
+    try:
+        url, guarded = did_document_url(did, plc_url, allow_private=allow_private)
+        if guarded:
+            url = str(outbound_url(url, allow_private=allow_private))
+    except (DidDocError, UnsafeUrl) as err:
+        raise ResolveError(ResolveProblem.UNSUPPORTED_DID, str(err)) from err
+    return url, guarded
 
 
 def _problem_of(err: FetchError) -> ResolveProblem:
