@@ -23,8 +23,16 @@ class EnvelopeError(ValueError):
 
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(EventEnvelope)
 
-# version → function from a mapping of that version to one of the next. Empty while only v1 exists.
-_UPCASTERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+def _upcast_v1_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    # v1 copied an #identity's handle from the frame without checking it: it was never verified.
+    if raw.get("kind") == "identity":
+        return {**raw, "handle_valid": False}
+    return raw
+
+
+# version → function from a mapping of that version to one of the next.
+_UPCASTERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upcast_v1_v2}
 
 
 def encode(event: Event) -> bytes:

@@ -10,6 +10,11 @@ Invariants:
 - A ``record`` event with action create/update carries ``cid`` and ``record`` (atproto JSON form, as
   received, not yet validated against its lexicon); a delete carries neither.
 - ``rev`` is the commit's TID; per repo, a higher rev is newer (TIDs sort lexicographically).
+- An ``identity`` event's ``handle`` is a claim; it may be shown only when ``handle_valid`` (v2).
+
+Versions: v2 added ``handle_valid``, ``pds`` and ``signing_key`` to ``identity`` events (ingest
+resolves the DID document and checks the handle both ways); v1 identity events upcast with
+``handle_valid`` false, since their handle was copied from the frame unchecked.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.ids import CidStr, Did, Handle, Nsid, RecordKey, Tid
 
-SCHEMA_VERSION: Literal[1] = 1
+SCHEMA_VERSION: Literal[2] = 2
 
 
 class Action(StrEnum):
@@ -55,7 +60,7 @@ class AccountStatus(StrEnum):
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     did: Did
     # Where the event came from: the upstream host for firehose events, "file:<name>" for a capture,
     # the PDS host for backfill/resync.
@@ -98,10 +103,25 @@ class RecordEvent(_Event):
 
 
 class IdentityEvent(_Event):
-    """The repo's identity (DID document or handle) may have changed."""
+    """The repo's identity (DID document or handle) may have changed; what ingest found when it looked."""
 
     kind: Literal["identity"] = "identity"
+    # The handle the identity names: the DID document's claim when ingest resolved the DID, else the
+    # frame's, as received. A claim only: show it when ``handle_valid``.
     handle: Handle | None = None
+    # The handle resolves back to this DID (DNS TXT or HTTPS well-known) and the DID document claims
+    # it. False when it does not, and when resolution failed or was turned off.
+    handle_valid: bool = False
+    # The PDS origin from the DID document (checked safe to contact); None when not resolved.
+    pds: str | None = Field(default=None, max_length=2048)
+    # The DID document's #atproto Multikey (publicKeyMultibase); None when not resolved.
+    signing_key: str | None = Field(default=None, max_length=256)
+
+    @model_validator(mode="after")
+    def _valid_handle_is_named(self) -> Self:
+        if self.handle_valid and self.handle is None:
+            raise ValueError("handle_valid needs a handle")
+        return self
 
 
 class AccountEvent(_Event):

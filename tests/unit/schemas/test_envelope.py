@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.codec import EnvelopeError, decode, encode
-from schemas.envelope import AccountEvent, Action, Event, IdentityEvent, RecordEvent, SyncEvent
+from schemas.envelope import SCHEMA_VERSION, AccountEvent, Action, Event, IdentityEvent, RecordEvent, SyncEvent
 
 BASE: dict[str, Any] = {
     "did": "did:plc:abcdefghijklmnopqrstuvwx",
@@ -39,12 +39,30 @@ def test_every_kind_round_trips() -> None:
             action=Action.DELETE,
         ),
         IdentityEvent(**BASE, handle="artist.test"),
+        IdentityEvent(**BASE, handle="artist.test", handle_valid=True, pds="https://pds.test", signing_key="zQ3sh"),
         AccountEvent(**BASE, active=False, status="takendown"),
         SyncEvent(**BASE, rev="3kabc2xyz22a2", commit=CID),
     ]
     for event in events:
         assert decode(encode(event)) == event
-    assert orjson.loads(encode(events[0]))["schema_version"] == 1
+    assert orjson.loads(encode(events[0]))["schema_version"] == SCHEMA_VERSION == 2
+
+
+def test_v1_identity_events_upcast_unverified() -> None:
+    v1 = {**BASE, "schema_version": 1, "kind": "identity", "handle": "artist.test"}
+    event = decode(orjson.dumps(v1))
+    assert isinstance(event, IdentityEvent)
+    assert (event.schema_version, event.handle, event.handle_valid, event.pds) == (2, "artist.test", False, None)
+    account = decode(orjson.dumps({**BASE, "schema_version": 1, "kind": "account", "active": True}))
+    assert isinstance(account, AccountEvent) and account.schema_version == 2
+    # No v1 envelope can carry a verified handle, whatever it says.
+    forged = decode(orjson.dumps({**v1, "handle_valid": True}))
+    assert isinstance(forged, IdentityEvent) and not forged.handle_valid
+
+
+def test_a_valid_handle_needs_a_handle() -> None:
+    with pytest.raises(ValidationError, match="handle_valid needs a handle"):
+        IdentityEvent(**BASE, handle_valid=True)
 
 
 def test_delete_with_record_and_create_without_are_rejected() -> None:
