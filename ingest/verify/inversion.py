@@ -1,0 +1,497 @@
+"""Sync 1.1 op inversion: undo a commit's ops on its partial MST and find the previous root
+(atproto.com/specs/sync#commit-validation-mst-operation-inversion).
+
+Owns :func:`invert_ops`. From the new commit's ``data`` root and the MST nodes of the commit's CAR
+slice it undoes each op (create → remove the key; update → set the value back to ``prev``; delete →
+put ``prev`` back) and returns the root CID of the tree that results, which must be the commit's
+``prevData``. Only the nodes an op reaches are read; the rest of the tree stays as the links to it.
+
+Invariants:
+- Every node read is checked against the link it was reached by (sha2-256), and must be in the exact
+  canonical form :func:`ingest.verify.mst.encode_node` writes: re-encoding it gives its bytes back.
+  So a node is what the signed root vouches for, and a link stored as a byte string, a non-minimal
+  head or a map out of order is refused like the strict walker refuses it.
+- The edits keep the tree canonical (empty nodes dropped, the root trimmed to its highest key), so
+  the result is the root of the previous key set whatever the order of the ops; ops are undone in the
+  reference order anyway (deletes first, then by path), the order the slice was cut for.
+- Whatever the slice holds, the outcome is a root CID or an :class:`InversionError` whose reason is an
+  :class:`InversionFailure`: a node the inversion needs and the slice lacks is ``missing_block``.
+  Recursion follows layers, which fall by one per level from at most 128, so it is bounded.
+
+Speed: a commit is verified on the ingest hot path, and reading a node through the strict codec
+(≈60 µs) and writing it back (≈45 µs) would cost more than the signature check. Nodes are therefore
+read with libipld (≈2 µs; the node schema fixes which fields are links, so links coming back as bytes
+is no ambiguity) and written by :func:`_encode_node`, a writer for this one fixed shape whose output
+is byte-for-byte ``mst.encode_node``'s (tests hold it to that); the canonical check above is what
+makes the fast read as strict as the slow one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from itertools import pairwise
+from typing import Final
+
+import libipld
+
+from ingest.ipld.cid import CID, CIDError
+from ingest.messages import RepoOp
+from ingest.verify.mst import key_height
+
+
+class InversionFailure(StrEnum):
+    """Why the ops of a commit could not be undone on its slice."""
+
+    INVALID_OP = "invalid_op"  # unknown action, cid/prev present or absent against the action, a path twice
+    OP_MISMATCH = "op_mismatch"  # the tree does not hold what an op says (a created key absent, an update's cid...)
+    MISSING_BLOCK = "missing_block"  # a node the inversion has to read is not in the slice
+    MALFORMED_NODE = "malformed_node"  # a node that does not hash to its link or is not a canonical MST node
+
+
+class InversionError(ValueError):
+    """The ops could not be undone on the slice; ``reason`` says why."""
+
+    def __init__(self, reason: InversionFailure, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else str(reason))
+        self.reason = reason
+
+
+# CIDv1, dag-cbor, sha2-256, 32 bytes: the only CIDs MST nodes are stored under.
+_NODE_CID_PREFIX: Final = b"\x01\x71\x12\x20"
+# Tag 42, a byte string of 37 bytes, the 0x00 multibase prefix: what precedes every 36-byte CID link.
+_LINK_HEAD: Final = b"\xd8\x2a\x58\x25\x00"
+
+
+def _head(major: int, value: int) -> bytes:
+    """A CBOR head in its shortest form."""
+    base = major << 5
+    if value < 24:
+        return bytes((base | value,))
+    if value < 0x100:
+        return bytes((base | 24, value))
+    if value < 0x10000:
+        return bytes((base | 25,)) + value.to_bytes(2, "big")
+    if value < 0x100000000:
+        return bytes((base | 26,)) + value.to_bytes(4, "big")
+    return bytes((base | 27,)) + value.to_bytes(8, "big")
+
+
+# Heads of byte strings and unsigned integers below 256: key suffixes and prefix lengths.
+_BYTES_HEAD: Final = tuple(_head(2, n) for n in range(256))
+_UINT_HEAD: Final = tuple(_head(0, n) for n in range(256))
+
+
+def _link(raw: bytes) -> bytes:
+    """Tag 42 over the 0x00 multibase prefix and the binary CID."""
+    if len(raw) == 36:
+        return _LINK_HEAD + raw
+    return b"\xd8\x2a" + _head(2, len(raw) + 1) + b"\x00" + raw
+
+
+def _prefix_len(a: bytes, b: bytes) -> int:
+    """How many leading bytes two keys share, without a Python-level loop over the bytes."""
+    n = min(len(a), len(b))
+    diff = int.from_bytes(a[:n], "big") ^ int.from_bytes(b[:n], "big")
+    return n - (diff.bit_length() + 7) // 8
+
+
+def _prefixes(keys: Sequence[bytes]) -> list[int]:
+    """Each key's shared prefix with the one before it (0 for the first)."""
+    return [0, *(_prefix_len(a, b) for a, b in pairwise(keys))] if keys else []
+
+
+def _encode_node(
+    keys: Sequence[bytes], vals: Sequence[bytes], links: Sequence[bytes | None], pres: Sequence[int]
+) -> bytes:
+    """The canonical DAG-CBOR of ``{"e": [{"k","p","t","v"}...], "l"}``: mst.encode_node's bytes.
+
+    ``pres`` are the keys' prefix lengths (:func:`_prefixes`). Map keys are written in DAG-CBOR order
+    (length, then bytes: e < l and k < p < t < v).
+    """
+    parts = [b"\xa2\x61e", _head(4, len(keys))]
+    for key, val, right, p in zip(keys, vals, links[1:], pres, strict=True):
+        n = len(key) - p
+        parts += (
+            b"\xa4\x61k",
+            _BYTES_HEAD[n] if n < 256 else _head(2, n),
+            key[p:],
+            b"\x61p",
+            _UINT_HEAD[p] if p < 256 else _head(0, p),
+            b"\x61t\xf6\x61v" if right is None else b"\x61t" + _link(right) + b"\x61v",
+            _LINK_HEAD + val if len(val) == 36 else _link(val),
+        )
+    left = links[0]
+    parts.append(b"\x61l\xf6" if left is None else b"\x61l" + _link(left))
+    return b"".join(parts)
+
+
+class _Node:
+    """A node being edited: keys in order, their values, and ``len(keys) + 1`` subtrees around them.
+
+    ``subs[i]`` holds the keys between ``keys[i-1]`` and ``keys[i]`` (``subs[0]`` is the node's ``l``,
+    ``subs[i+1]`` entry i's ``t``): a loaded node, the raw CID of one not read, or None.
+    ``cid`` is the node's raw CID while it is known: as read, or once sealed; None while it changes.
+    ``read_cid`` is the CID it was read under (None for a node made here), which is the link its
+    parent still holds in its own bytes. ``data`` is the block as read, kept while the node's keys,
+    values and the presence of its subtrees are unchanged, so only child links can differ and they are
+    swapped into the bytes in place. ``pres`` are the keys' prefix lengths, None once keys change.
+    """
+
+    __slots__ = ("cid", "data", "keys", "pres", "read_cid", "subs", "vals")
+
+    def __init__(
+        self,
+        keys: list[bytes],
+        vals: list[bytes],
+        subs: list[_Node | bytes | None],
+        *,
+        cid: bytes | None = None,
+        data: bytes | None = None,
+        pres: list[int] | None = None,
+    ) -> None:
+        self.keys = keys
+        self.vals = vals
+        self.subs = subs
+        self.cid = cid
+        self.read_cid = cid
+        self.data = data
+        self.pres = pres
+
+    def is_empty(self) -> bool:
+        return not self.keys and self.subs[0] is None
+
+    def reshaped(self, *, keys_changed: bool) -> None:
+        """Note an edit beyond a child link: the node is written afresh when sealed."""
+        self.cid = None
+        self.data = None
+        if keys_changed:
+            self.pres = None
+
+
+def _new(keys: list[bytes], vals: list[bytes], subs: list[_Node | bytes | None]) -> _Node | None:
+    """A node made here, or None when it would hold nothing (an empty node is never linked)."""
+    if not keys and subs[0] is None:
+        return None
+    return _Node(keys, vals, subs)
+
+
+def _malformed(cid: bytes, why: str) -> InversionError:
+    return InversionError(InversionFailure.MALFORMED_NODE, f"node {CID(cid)}: {why}")
+
+
+def _decode_node(cid: bytes, data: bytes) -> _Node:
+    """Read a node block that hashed to ``cid``, refusing anything but the canonical node shape.
+
+    The test of shape is the last line: the fields as read must write back to exactly ``data``. The
+    writer emits only ``{"e": [{"k": bytes, "p": uint, "t": link|null, "v": link}...], "l": link|null}``
+    in canonical form, so equal bytes mean the block is that shape, with links as tag-42 links (libipld
+    returns links and byte strings alike as bytes) and every head minimal. A field of the wrong type
+    fails on the way there, as one of the lookup errors caught below. What writing back cannot see is
+    checked on the way: maximal prefix compression, key order, UTF-8 keys.
+    """
+    try:
+        raw = libipld.decode_dag_cbor(data)
+    except (ValueError, TypeError, OverflowError) as err:
+        raise _malformed(cid, f"not DAG-CBOR: {err}") from err
+    try:
+        entries = raw["e"]
+        links: list[bytes | None] = [raw["l"], *[e["t"] for e in entries]]
+        pres: list[int] = [e["p"] for e in entries]
+        vals: list[bytes] = [e["v"] for e in entries]
+        keys: list[bytes] = []
+        previous = b""
+        for p, e in zip(pres, entries, strict=True):
+            k = e["k"]
+            if p < len(previous) and k and k[0] == previous[p]:
+                raise _malformed(cid, "prefix compression is not maximal")
+            key = previous[:p] + k
+            if keys and key <= previous:
+                raise _malformed(cid, "keys out of order")
+            keys.append(key)
+            previous = key
+        written = _encode_node(keys, vals, links, pres)
+    except (KeyError, TypeError, IndexError, OverflowError) as err:
+        raise _malformed(cid, f"not an MST node: {err!r}") from err
+    if written != data:
+        raise _malformed(cid, "not an MST node in canonical form")
+    try:
+        # One decode for all keys: joined by an ASCII byte, the whole is UTF-8 exactly when each key is.
+        b"/".join(keys).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _malformed(cid, "a key is not UTF-8") from err
+    return _Node(keys, vals, list(links), cid=cid, data=data, pres=pres)
+
+
+class _Tree:
+    """The partial tree under a root, read from ``blocks`` only where an edit reaches."""
+
+    def __init__(self, root: bytes, blocks: Mapping[bytes, bytes]) -> None:
+        self._blocks = blocks
+        node = self._load(root)
+        if node.keys:
+            self.root: _Node | bytes = node
+            self.layer: int | None = key_height(node.keys[0].decode("utf-8"))
+        elif node.subs[0] is None:
+            self.root, self.layer = node, None  # the empty tree
+        else:
+            raise _malformed(root, "a root with no entries but a subtree: the tree was not trimmed")
+
+    def _load(self, cid: bytes) -> _Node:
+        data = self._blocks.get(cid)
+        if data is None:
+            raise InversionError(InversionFailure.MISSING_BLOCK, f"node {CID(cid)} is not in the slice")
+        if cid[:4] != _NODE_CID_PREFIX or hashlib.sha256(data).digest() != cid[4:]:
+            raise _malformed(cid, "the block does not hash to its dag-cbor sha2-256 link")
+        return _decode_node(cid, data)
+
+    def _loaded(self, sub: _Node | bytes) -> _Node:
+        return sub if isinstance(sub, _Node) else self._load(sub)
+
+    def _root(self) -> _Node:
+        root = self._loaded(self.root)
+        self.root = root
+        return root
+
+    # ------------------------------------------------------------------------------ structural edits
+
+    def _split(self, sub: _Node | bytes | None, key: bytes, layer: int) -> tuple[_Node | None, _Node | None]:
+        """The subtree ``sub`` (at ``layer``) cut into the keys below and above ``key``."""
+        if sub is None:
+            return None, None
+        if layer < 0:
+            raise InversionError(InversionFailure.MALFORMED_NODE, "a subtree below layer 0")
+        node = self._loaded(sub)
+        g = bisect_left(node.keys, key)
+        if g < len(node.keys) and node.keys[g] == key:
+            raise InversionError(InversionFailure.MALFORMED_NODE, f"{key!r} sits below the layer of its height")
+        low, high = self._split(node.subs[g], key, layer - 1)
+        return (
+            _new(node.keys[:g], node.vals[:g], [*node.subs[:g], low]),
+            _new(node.keys[g:], node.vals[g:], [high, *node.subs[g + 1 :]]),
+        )
+
+    def _merge(self, a: _Node | bytes | None, b: _Node | bytes | None, layer: int) -> _Node | bytes | None:
+        """Two adjacent subtrees at ``layer`` (all of ``a`` below all of ``b``) joined into one."""
+        if a is None:
+            return b
+        if b is None:
+            return a
+        if layer < 0:
+            raise InversionError(InversionFailure.MALFORMED_NODE, "subtrees below layer 0")
+        na, nb = self._loaded(a), self._loaded(b)
+        middle = self._merge(na.subs[-1], nb.subs[0], layer - 1)
+        return _Node(na.keys + nb.keys, na.vals + nb.vals, [*na.subs[:-1], middle, *nb.subs[1:]])
+
+    def _descend(self, node: _Node, g: int) -> _Node | None:
+        """Child ``g`` of ``node``, read and kept in place; None if there is none."""
+        sub = node.subs[g]
+        if sub is None:
+            return None
+        child = self._loaded(sub)
+        node.subs[g] = child
+        return child
+
+    # ------------------------------------------------------------------------------------ the edits
+
+    def insert(self, key: bytes, height: int, value: bytes) -> None:
+        """Add ``key`` (absent) with ``value``."""
+        root = self._root()
+        if self.layer is None:
+            self.root, self.layer = _Node([key], [value], [None, None]), height
+            return
+        layer = self.layer
+        if height > layer:
+            # The key belongs above the root: cut the whole tree around it and stack wrapper nodes
+            # (no entries, one subtree) for the layers in between.
+            low, high = self._split(root, key, layer)
+            for _ in range(layer + 1, height):
+                low = None if low is None else _Node([], [], [low])
+                high = None if high is None else _Node([], [], [high])
+            self.root, self.layer = _Node([key], [value], [low, high]), height
+            return
+        node = root
+        while True:
+            node.cid = None
+            g = bisect_left(node.keys, key)
+            if g < len(node.keys) and node.keys[g] == key:
+                raise InversionError(InversionFailure.OP_MISMATCH, f"{key!r} is already in the tree")
+            if layer == height:
+                low, high = self._split(node.subs[g], key, layer - 1)
+                node.reshaped(keys_changed=True)
+                node.keys.insert(g, key)
+                node.vals.insert(g, value)
+                node.subs[g : g + 1] = [low, high]
+                return
+            child = self._descend(node, g)
+            if child is None:
+                child = _Node([], [], [None])
+                node.reshaped(keys_changed=False)
+                node.subs[g] = child
+            node, layer = child, layer - 1
+
+    def remove(self, key: bytes, height: int) -> bytes:
+        """Take ``key`` out of the tree; its value."""
+        root = self._root()
+        absent = InversionError(InversionFailure.OP_MISMATCH, f"{key!r} is not in the tree")
+        if self.layer is None or height > self.layer:
+            raise absent
+        layer = self.layer
+        path: list[tuple[_Node, int]] = []
+        node = root
+        while True:
+            node.cid = None
+            g = bisect_left(node.keys, key)
+            if layer == height:
+                if g == len(node.keys) or node.keys[g] != key:
+                    raise absent
+                node.reshaped(keys_changed=True)
+                value = node.vals.pop(g)
+                del node.keys[g]
+                node.subs[g : g + 2] = [self._merge(node.subs[g], node.subs[g + 1], layer - 1)]
+                break
+            child = self._descend(node, g)
+            if child is None:
+                raise absent
+            path.append((node, g))
+            node, layer = child, layer - 1
+        # A node left with nothing is unlinked, which may empty its parent in turn.
+        while path and node.is_empty():
+            node, g = path.pop()
+            node.reshaped(keys_changed=False)
+            node.subs[g] = None
+        self._trim()
+        return value
+
+    def _trim(self) -> None:
+        """Drop root nodes with no entries of their own, so the root holds the highest key."""
+        while True:
+            root = self._root()
+            if root.keys:
+                return
+            if root.subs[0] is None:
+                self.layer = None
+                return
+            assert self.layer is not None  # a root with a subtree has a layer
+            self.root, self.layer = root.subs[0], self.layer - 1
+
+    def replace(self, key: bytes, height: int, value: bytes) -> bytes:
+        """Set the value of ``key`` (present); the value it had."""
+        node = self._root()
+        layer = self.layer
+        if layer is None or height > layer:
+            raise InversionError(InversionFailure.OP_MISMATCH, f"{key!r} is not in the tree")
+        while True:
+            node.cid = None
+            g = bisect_left(node.keys, key)
+            if layer == height:
+                if g == len(node.keys) or node.keys[g] != key:
+                    raise InversionError(InversionFailure.OP_MISMATCH, f"{key!r} is not in the tree")
+                old = node.vals[g]
+                node.reshaped(keys_changed=False)
+                node.vals[g] = value
+                return old
+            child = self._descend(node, g)
+            if child is None:
+                raise InversionError(InversionFailure.OP_MISMATCH, f"{key!r} is not in the tree")
+            node, layer = child, layer - 1
+
+    # --------------------------------------------------------------------------------------- result
+
+    def root_cid(self) -> CID:
+        """The CID of the tree as edited: changed nodes are written and hashed, bottom up."""
+        raw = _seal(self.root)
+        assert raw is not None  # the root is a node, if an empty one
+        return CID(raw)
+
+
+def _seal(sub: _Node | bytes | None) -> bytes | None:
+    """The raw CID of a subtree, writing and hashing the nodes that changed below it."""
+    if not isinstance(sub, _Node):
+        return sub
+    node = sub
+    if node.cid is not None:
+        return node.cid
+    links = [_seal(s) for s in node.subs]
+    data = node.data
+    if data is not None:
+        # Only child links changed, and every link is the same 36 bytes: swap them into the bytes as
+        # read rather than writing the node again. A link found other than exactly once (a value
+        # equal to the child's CID) falls back to writing the node.
+        for child, link in zip(node.subs, links, strict=True):
+            if type(child) is _Node and child.read_cid != link:
+                assert child.read_cid is not None and link is not None  # data is kept only for read children
+                old = _link(child.read_cid)
+                if data.count(old) != 1:
+                    data = None
+                    break
+                data = data.replace(old, _link(link))
+    if data is None:
+        pres = node.pres if node.pres is not None else _prefixes(node.keys)
+        data = _encode_node(node.keys, node.vals, links, pres)
+    node.cid = _NODE_CID_PREFIX + hashlib.sha256(data).digest()
+    return node.cid
+
+
+def _checked_cid(raw: bytes | None, what: str) -> bytes:
+    if raw is None:
+        raise InversionError(InversionFailure.INVALID_OP, f"{what} is missing")
+    try:
+        CID(raw)
+    except CIDError as err:
+        raise InversionError(InversionFailure.INVALID_OP, f"{what} is not a CID: {err}") from err
+    return raw
+
+
+def _order(op: RepoOp) -> tuple[bool, str]:
+    return op.action != "delete", op.path
+
+
+def invert_ops(root: CID, ops: Sequence[RepoOp], blocks: Mapping[CID, bytes]) -> CID:
+    """The root of the tree before ``ops``, from the tree under ``root`` and the slice ``blocks``.
+
+    ``root`` is the new commit's ``data``; the result must equal its ``prevData``. Raises
+    :class:`InversionError` when an op is malformed, contradicts the tree, or needs a node the
+    slice does not carry.
+    """
+    seen: set[str] = set()
+    for op in ops:
+        if op.path in seen:
+            raise InversionError(InversionFailure.INVALID_OP, f"{op.path!r} appears in two ops")
+        seen.add(op.path)
+        if op.action == "create":
+            _checked_cid(op.cid, "a create's cid")
+            if op.prev is not None:
+                raise InversionError(InversionFailure.INVALID_OP, f"create of {op.path!r} with a prev")
+        elif op.action == "update":
+            _checked_cid(op.cid, "an update's cid")
+            _checked_cid(op.prev, "an update's prev (a pre-Sync 1.1 op cannot be inverted)")
+        elif op.action == "delete":
+            _checked_cid(op.prev, "a delete's prev (a pre-Sync 1.1 op cannot be inverted)")
+            if op.cid is not None:
+                raise InversionError(InversionFailure.INVALID_OP, f"delete of {op.path!r} with a cid")
+        else:
+            raise InversionError(InversionFailure.INVALID_OP, f"unknown action {op.action!r}")
+        try:
+            if not op.path.encode("utf-8"):
+                raise InversionError(InversionFailure.INVALID_OP, "an empty path")
+        except UnicodeEncodeError as err:
+            raise InversionError(InversionFailure.INVALID_OP, f"path {op.path!r} is not UTF-8") from err
+
+    tree = _Tree(root.raw, {cid.raw: data for cid, data in blocks.items()})
+    for op in sorted(ops, key=_order):
+        key = op.path.encode("utf-8")
+        height = key_height(op.path)
+        if op.action == "create":
+            if tree.remove(key, height) != op.cid:
+                raise InversionError(InversionFailure.OP_MISMATCH, f"{op.path!r} holds another value than created")
+        elif op.action == "update":
+            assert op.prev is not None
+            if tree.replace(key, height, op.prev) != op.cid:
+                raise InversionError(InversionFailure.OP_MISMATCH, f"{op.path!r} holds another value than updated")
+        else:
+            assert op.prev is not None
+            tree.insert(key, height, op.prev)
+    return tree.root_cid()
