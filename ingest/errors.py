@@ -71,3 +71,43 @@ class CaptureError(IngestError):
     """A capture file is truncated or corrupt."""
 
     retriable = False
+
+
+class IdentityProblem(StrEnum):
+    """Why an ``#identity`` event went out without a resolved identity (closed: a metric label)."""
+
+    UNSUPPORTED_DID = "unsupported_did"  # not did:plc or hostname did:web, or a host we may not contact
+    NOT_FOUND = "not_found"  # the directory or host has no document for the DID
+    BAD_DOCUMENT = "bad_document"  # what was served is not a DID document of this DID
+    UNAVAILABLE = "unavailable"  # the directory or host did not answer (later may work)
+    TIMEOUT = "timeout"  # the event's resolution deadline passed
+    OVERLOADED = "overloaded"  # too many resolutions in flight: not attempted
+
+
+class HandleProblem(StrEnum):
+    """Why a DID's handle is not valid (closed: a metric label)."""
+
+    NONE_CLAIMED = "none_claimed"  # the DID document names no handle
+    NOT_RESOLVABLE = "not_resolvable"  # a reserved name (.local, .arpa ...) that is never looked up
+    NO_RECORD = "no_record"  # neither DNS TXT nor HTTPS names a DID for it
+    OTHER_DID = "other_did"  # it names another DID
+    UNAVAILABLE = "unavailable"  # DNS and HTTPS did not answer: cannot tell now
+
+
+class IdentityError(IngestError):
+    """A DID's document could not be had; ``problem`` says why."""
+
+    retriable = False
+
+    def __init__(self, problem: IdentityProblem, detail: str) -> None:
+        super().__init__(f"{problem}: {detail}")
+        self.problem = problem
+
+
+class IdentityUnavailableError(IdentityError):
+    """The PLC directory, the did:web host or DNS did not answer in time; asking later may work."""
+
+    retriable = True
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(IdentityProblem.UNAVAILABLE, detail)

@@ -6,6 +6,7 @@ topic) comes from :class:`runtime.settings.PlatformSettings`.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,9 +14,28 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from runtime.settings import load
+from runtime.urls import UnsafeUrl, parse_url
 from schemas.ids import CollectionFilter
 
 DEFAULT_UPSTREAM = "wss://bsky.network"
+
+
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """``1.2.3.4``, ``1.2.3.4:5353``, ``::1`` or ``[::1]:5353`` → (address, port); ValueError otherwise."""
+    host, port = text.strip(), 53
+    if host.startswith("["):
+        host, _, rest = host[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"{text!r}: expected [address]:port")
+            port = int(rest[1:])
+    elif host.count(":") == 1:
+        host, _, port_text = host.partition(":")
+        port = int(port_text)
+    ipaddress.ip_address(host)
+    if not 0 < port < 65536:
+        raise ValueError(f"{text!r}: port out of range")
+    return host, port
 
 
 class IngestSettings(BaseSettings):
@@ -35,8 +55,28 @@ class IngestSettings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     # 0 turns the endpoint off.
     metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # Identity (#identity events): resolve the DID document and check the handle both ways. Off
+    # (offline use), handles go out as the frame gave them, marked unverified.
+    resolve_identity: bool = True
+    plc_url: str = "https://plc.directory"
+    identity_cache_size: int = Field(default=100_000, ge=1)
+    identity_ttl_s: float = Field(default=3600.0, gt=0)
+    # Failures (no document, a dead host) are asked again sooner than answers.
+    identity_failure_ttl_s: float = Field(default=60.0, gt=0)
+    # Per request (PLC, did:web, DNS, well-known); an event's whole resolution has its own deadline.
+    identity_timeout_s: float = Field(default=5.0, gt=0)
+    identity_deadline_s: float = Field(default=20.0, gt=0)
+    identity_concurrency: int = Field(default=16, ge=1)
+    # Resolutions in flight beyond this go out unverified at once (counted), so a slow directory
+    # cannot hold the firehose back.
+    identity_max_pending: int = Field(default=1000, ge=1)
+    # Comma-separated nameservers (IP or IP:port, [IPv6]:port) instead of /etc/resolv.conf.
+    dns_nameservers: Annotated[tuple[str, ...], NoDecode] = ()
+    # Local development and tests only: did:web hosts, handles and PDS endpoints on private or
+    # loopback addresses, over plain http.
+    allow_private_hosts: bool = False
 
-    @field_validator("upstreams", mode="before")
+    @field_validator("upstreams", "dns_nameservers", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
@@ -62,6 +102,24 @@ class IngestSettings(BaseSettings):
         CollectionFilter.parse(value)
         return value
 
+    @field_validator("plc_url")
+    @classmethod
+    def _check_plc_url(cls, value: str) -> str:
+        try:
+            url = parse_url(value)
+        except UnsafeUrl as err:
+            raise ValueError(str(err)) from err
+        if url.rest not in ("", "/"):
+            raise ValueError("the PLC directory URL is an origin (https://host[:port])")
+        return str(url.origin)
+
+    @field_validator("dns_nameservers")
+    @classmethod
+    def _check_nameservers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            parse_nameserver(entry)
+        return value
+
     @field_validator("from_file")
     @classmethod
     def _check_file(cls, value: Path | None) -> Path | None:
@@ -73,6 +131,11 @@ class IngestSettings(BaseSettings):
     def collection_filter(self) -> CollectionFilter:
         """The parsed collection filter."""
         return CollectionFilter.parse(self.collections)
+
+    @property
+    def dns_servers(self) -> list[tuple[str, int]]:
+        """The nameserver override as (address, port) pairs; empty for the system's."""
+        return [parse_nameserver(entry) for entry in self.dns_nameservers]
 
 
 def load_ingest(**overrides: object) -> IngestSettings:

@@ -1,12 +1,12 @@
-"""Outbound HTTP for hosts named by untrusted data (did:web hosts, PDS endpoints), and for the
-operator's own upstreams (the PLC directory).
+"""Outbound HTTP for hosts named by untrusted data (did:web hosts, handles, PDS endpoints), and for
+the operator's own upstreams (the PLC directory).
 
 Two aiohttp sessions:
 - ``trusted``: hosts from settings; no redirects followed.
 - ``guarded``: every URL, including each redirect target, passes :func:`runtime.urls.outbound_url`
   before it is requested, and DNS answers are filtered to public addresses, so a public name that
   resolves to 10.0.0.1 or 127.0.0.1 is refused too (SSRF). ``allow_private`` (local development
-  and tests) turns both checks off.
+  and tests) turns both checks off; a ``dns`` resolver given is still used for the guarded session.
 
 Every fetch has a deadline and a byte limit enforced while reading, so a slow or endless upstream
 costs at most that. Failures come out as :class:`FetchError` with a closed :class:`FetchProblem`
@@ -106,7 +106,9 @@ class Outbound:
             raise RuntimeError("Outbound can be entered once")
         headers = {"User-Agent": self._user_agent}
         self._trusted = aiohttp.ClientSession(headers=headers)
-        resolver = None if self.allow_private else PublicOnlyResolver(self._dns or DefaultResolver())
+        # Allowing private hosts drops the public-only filter, not a resolver the caller chose (a test
+        # pointing names at its loopback server).
+        resolver = self._dns if self.allow_private else PublicOnlyResolver(self._dns or DefaultResolver())
         self._guarded = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver), headers=headers)
         return self
 
