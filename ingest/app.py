@@ -2,7 +2,9 @@
 settings and runs them under one TaskGroup.
 
 Flow per frame: ``pipeline.process_frame`` (pure) → dedupe across upstreams → ``sink.send`` → the
-frame's delivery futures go to the upstream's :class:`~ingest.acks.AckTracker`. A flusher task saves
+frame's delivery futures go to the upstream's :class:`~ingest.acks.AckTracker`. ``#identity`` events
+take a detour through :class:`~ingest.identity_events.IdentityEvents` (resolved and verified in the
+background; their future completes on delivery, so the cursor waits for them too). A flusher task saves
 each tracker's acknowledged seq every ``cursor_flush_interval_s``; on shutdown the sink is flushed
 and the final acknowledged seqs saved. A broker failure restarts the whole pipeline from the durable
 cursors (deliveries in flight are redone; duplicates are allowed, gaps are not).
@@ -28,6 +30,8 @@ from ingest.cursor import INGEST_SCHEMA, CursorStore, MemoryCursorStore, Postgre
 from ingest.dedupe import Deduper
 from ingest.errors import BrokerError, FutureCursorError, UpstreamError, UpstreamHaltedError
 from ingest.firehose import subscribe
+from ingest.identity import AtprotoIdentityResolver, IdentityResolver, dns_resolver
+from ingest.identity_events import IdentityEvents
 from ingest.metrics import IngestMetrics, collection_label
 from ingest.pipeline import FrameOutcome, process_frame
 from ingest.producer import EventSink, JsonlSink, KafkaSink, ensure_topic
@@ -35,8 +39,9 @@ from ingest.settings import IngestSettings
 from runtime.backoff import Backoff
 from runtime.logging import get_logger
 from runtime.metrics import MetricsServer
+from runtime.outbound import Outbound
 from runtime.settings import PlatformSettings
-from schemas.envelope import Event, RecordEvent
+from schemas.envelope import Event, IdentityEvent, RecordEvent
 from schemas.ids import CollectionFilter
 from schemas.migrate import migrate
 
@@ -61,12 +66,24 @@ class Ingester:
     """Per-frame handling shared by every upstream: filter, dedupe, send, count."""
 
     def __init__(
-        self, sink: EventSink, collections: CollectionFilter, metrics: IngestMetrics, deduper: Deduper
+        self,
+        sink: EventSink,
+        collections: CollectionFilter,
+        metrics: IngestMetrics,
+        deduper: Deduper,
+        identities: IdentityEvents | None = None,
     ) -> None:
         self._sink = sink
         self._collections = collections
         self._metrics = metrics
         self._deduper = deduper
+        # None: identity events go out as the frame gave them (unverified), like any other event.
+        self._identities = identities
+
+    async def drain(self) -> None:
+        """Wait until every identity event still resolving has been sent and delivered."""
+        if self._identities is not None:
+            await self._identities.drain()
 
     async def handle(self, upstream: str, data: bytes, tracker: AckTracker | None) -> FrameOutcome:
         """Process one frame from ``upstream`` and register its deliveries with ``tracker``."""
@@ -114,8 +131,11 @@ class Ingester:
                     self._metrics.duplicates.labels(upstream).inc()
                     futures.extend(earlier)
                     continue
-            fut = await self._sink.send(event)
-            own = [fut] if fut is not None else []
+            if isinstance(event, IdentityEvent) and self._identities is not None:
+                own = await self._identities.submit(event, self._sink.send)
+            else:
+                fut = await self._sink.send(event)
+                own = [fut] if fut is not None else []
             futures.extend(own)
             if key is not None:
                 dedupe.record_other(key, own)
@@ -247,6 +267,7 @@ async def replay_file(path: Path, ingester: Ingester, sink: EventSink) -> int:
         count += 1
         if count % 1000 == 0:
             await asyncio.sleep(0)  # let the producer's I/O run on long files
+    await ingester.drain()
     await sink.flush()
     return count
 
@@ -322,19 +343,31 @@ async def run(
                 MetricsServer(registry, settings.metrics_host, settings.metrics_port)
             )
             log.info("metrics_listening", port=server.port)
+        resolver = await _open_resolver(stack, settings)
+
+        def identities() -> IdentityEvents:
+            return IdentityEvents(
+                resolver,
+                metrics,
+                concurrency=settings.identity_concurrency,
+                max_pending=settings.identity_max_pending,
+                deadline=settings.identity_deadline_s,
+            )
+
         if settings.to == "jsonl":
             sink: EventSink = JsonlSink(out)
-            ingester = Ingester(sink, settings.collection_filter, metrics, Deduper())
-            if settings.from_file is not None:
-                frames = await replay_file(settings.from_file, ingester, sink)
-                log.info("file_done", frames=frames)
-                return 0
-            await _serve_upstreams(settings, ingester, MemoryCursorStore(), metrics, subscribe_fn)
-            return 1
+            async with identities() as pending:
+                ingester = Ingester(sink, settings.collection_filter, metrics, Deduper(), pending)
+                if settings.from_file is not None:
+                    frames = await replay_file(settings.from_file, ingester, sink)
+                    log.info("file_done", frames=frames)
+                    return 0
+                await _serve_upstreams(settings, ingester, MemoryCursorStore(), metrics, subscribe_fn)
+                return 1
         await ensure_topic(platform.kafka_bootstrap, platform.events_topic, platform.topic_partitions)
         if settings.from_file is not None:
-            async with _kafka_sink(platform) as kafka:
-                ingester = Ingester(kafka, settings.collection_filter, metrics, Deduper())
+            async with _kafka_sink(platform) as kafka, identities() as pending:
+                ingester = Ingester(kafka, settings.collection_filter, metrics, Deduper(), pending)
                 frames = await replay_file(settings.from_file, ingester, kafka)
             log.info("file_done", frames=frames)
             return 0
@@ -343,10 +376,11 @@ async def run(
         backoff = Backoff(base=1.0, cap=30.0)
         while True:
             try:
-                async with _kafka_sink(platform) as kafka:
+                # Identity jobs send through the sink: they end (or are cancelled) before it closes.
+                async with _kafka_sink(platform) as kafka, identities() as pending:
                     # A fresh deduper per pipeline start: deliveries it remembers died with the
                     # old producer and must be redone.
-                    ingester = Ingester(kafka, settings.collection_filter, metrics, Deduper())
+                    ingester = Ingester(kafka, settings.collection_filter, metrics, Deduper(), pending)
                     await _serve_upstreams(settings, ingester, store, metrics, subscribe_fn)
                 log.error("all_upstreams_stopped")
                 return 1
@@ -354,6 +388,25 @@ async def run(
                 delay = backoff.next_delay()
                 log.error("broker_failed_restarting", error=str(group.exceptions[0]), delay_s=round(delay, 2))
                 await asyncio.sleep(delay)
+
+
+async def _open_resolver(stack: contextlib.AsyncExitStack, settings: IngestSettings) -> IdentityResolver | None:
+    """The identity resolver on its own outbound sessions, or None when resolution is off."""
+    if not settings.resolve_identity:
+        log.info("identity_resolution_off")
+        return None
+    outbound = await stack.enter_async_context(Outbound(allow_private=settings.allow_private_hosts))
+    return await stack.enter_async_context(
+        AtprotoIdentityResolver(
+            outbound,
+            dns_resolver(settings.dns_servers),
+            plc_url=settings.plc_url,
+            max_entries=settings.identity_cache_size,
+            ttl=settings.identity_ttl_s,
+            failure_ttl=settings.identity_failure_ttl_s,
+            timeout=settings.identity_timeout_s,
+        )
+    )
 
 
 def _kafka_sink(platform: PlatformSettings) -> KafkaSink:

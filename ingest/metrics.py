@@ -56,3 +56,21 @@ class IngestMetrics:
             f"{ns}_lag_seconds", "Now minus the time of the last frame", ["upstream"], registry=registry
         )
         self.halted = Gauge(f"{ns}_halted", "1 while an upstream is halted", ["upstream"], registry=registry)
+        self.identities = Counter(
+            f"{ns}_identities", "#identity events sent, by what resolution found", ["outcome"], registry=registry
+        )
+        self.identity_failures = Counter(
+            f"{ns}_identity_failures",
+            "#identity events sent without a resolved identity, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.invalid_handles = Counter(
+            f"{ns}_invalid_handles",
+            "Resolved identities whose handle is not valid, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.identity_pending = Gauge(
+            f"{ns}_identity_pending", "#identity events waiting for resolution or delivery", registry=registry
+        )

@@ -65,7 +65,7 @@ class IngestSettings(BaseSettings):
     identity_failure_ttl_s: float = Field(default=60.0, gt=0)
     # Per request (PLC, did:web, DNS, well-known); an event's whole resolution has its own deadline.
     identity_timeout_s: float = Field(default=5.0, gt=0)
-    identity_deadline_s: float = Field(default=20.0, gt=0)
+    identity_deadline_s: float = Field(default=15.0, gt=0)
     identity_concurrency: int = Field(default=16, ge=1)
     # Resolutions in flight beyond this go out unverified at once (counted), so a slow directory
     # cannot hold the firehose back.
