@@ -70,7 +70,8 @@ class _Plan:
     dead: list[tuple[int, int, str | None, str | None, str | None, str | None, str, str | None]] = field(
         default_factory=list
     )
-    handles: dict[str, str | None] = field(default_factory=dict)
+    # did → (the handle to show: the verified one or None, whether it verified, the PDS origin)
+    handles: dict[str, tuple[str | None, bool, str | None]] = field(default_factory=dict)
     statuses: dict[str, tuple[bool, str | None]] = field(default_factory=dict)
     dids: set[str] = field(default_factory=set)
     # uris deleted and created again within the batch: their old row is replaced, not updated
@@ -225,7 +226,9 @@ class Store:
             assert event is not None
             plan.dids.add(event.did)
             if isinstance(event, IdentityEvent):
-                plan.handles[event.did] = event.handle
+                # A handle is a claim until ingest verified it both ways: an unverified one is not shown.
+                shown = event.handle if event.handle_valid else None
+                plan.handles[event.did] = (shown, event.handle_valid, event.pds)
             elif isinstance(event, AccountEvent):
                 plan.statuses[event.did] = (event.active, event.status)
                 plan.changes.account(event)
@@ -521,8 +524,8 @@ class Store:
     async def _write_repos(self, conn: asyncpg.Connection, plan: _Plan) -> None:
         if plan.handles:
             await conn.executemany(
-                "UPDATE artists SET handle = $2, updated_at = now() WHERE did = $1",
-                list(plan.handles.items()),
+                "UPDATE artists SET handle = $2, handle_valid = $3, pds = $4, updated_at = now() WHERE did = $1",
+                [(did, *identity) for did, identity in plan.handles.items()],
             )
         if not plan.statuses:
             return
