@@ -25,6 +25,7 @@ from schemas.envelope import RecordEvent
 from tests.fixtures.corpus import mixed_corpus
 from tests.fixtures.firehose_server import FirehoseServer
 from tests.fixtures.kafka import consume_all
+from tests.services import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,15 @@ def platform(bootstrap: str, database_url: str, topic: str) -> PlatformSettings:
 
 
 def ingest_settings(*upstreams: str) -> IngestSettings:
-    return IngestSettings(upstreams=upstreams, metrics_port=0, cursor_flush_interval_s=0.1, stall_timeout_s=5)
+    # Identity resolution stays on, against a PLC directory that refuses connections: every #identity
+    # goes through the background resolution and out unverified, without the network.
+    return IngestSettings(
+        upstreams=upstreams,
+        metrics_port=0,
+        cursor_flush_interval_s=0.1,
+        stall_timeout_s=5,
+        plc_url=f"http://127.0.0.1:{free_port()}",
+    )
 
 
 @contextlib.asynccontextmanager

@@ -42,7 +42,17 @@ async def test_up_runs_the_whole_system_from_a_capture_and_stops_on_ctrl_c(tmp_p
     database = f"plyr_up_{uuid.uuid4().hex[:8]}"
     url = PG_ADMIN.rsplit("/", 1)[0] + "/" + database
     port = free_port()
-    process = await up(capture, tmp_path, url, "--port", str(port), PLYR_EVENTS_TOPIC=f"up.{uuid.uuid4().hex[:8]}")
+    # The capture's DIDs are made up: their identities resolve against a PLC directory that refuses
+    # connections (off the network), and go out unverified.
+    process = await up(
+        capture,
+        tmp_path,
+        url,
+        "--port",
+        str(port),
+        PLYR_EVENTS_TOPIC=f"up.{uuid.uuid4().hex[:8]}",
+        INGEST_PLC_URL=f"http://127.0.0.1:{free_port()}",
+    )
     try:
         assert process.stdout is not None
         banner = await asyncio.wait_for(process.stdout.readline(), 90)
