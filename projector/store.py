@@ -38,11 +38,51 @@ _TABLES = {TRACK: "tracks", LIKE: "likes", LIST: "lists", COMMENT: "comments"}
 
 # A batch touches a few thousand keys of tables that grow without bound, so its cost must follow the
 # batch, never the table. The tables' data is hot in memory (random reads cost little more than
-# sequential ones), and JIT compiling a batch's short statements cost more than running them.
+# sequential ones), and JIT compiling a batch's short statements cost more than running them. Every
+# join of a batch statement starts from the batch's keys, so it is an index nested loop: a hash or
+# merge join would read a whole table per batch (the planner chose one once a batch held thousands
+# of keys, and it grew with the table).
 # synchronous_commit off: a server crash may lose the last commits, but each one carries its own
 # offsets, so the lost batches are consumed again on restart, still exactly once in effect.
-_BATCH_SETTINGS = "SET LOCAL jit = off; SET LOCAL random_page_cost = 1.1"
+_BATCH_SETTINGS = (
+    "SET LOCAL jit = off; SET LOCAL random_page_cost = 1.1;"
+    " SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+)
 _ASYNC_COMMIT = "; SET LOCAL synchronous_commit = off"
+
+
+# Per touched track, index lookups only: the cost follows the batch, not the size of likes or
+# comments. A liker or commenter counts unless their repo is hidden. Counted once (MATERIALIZED) with
+# the old values beside the new, so the update, the all-time order and each artist's likes received
+# change only where a count did; returns, per changed track, its artist and the change in likes.
+_RECOUNT_TRACKS = """
+WITH s AS MATERIALIZED (
+    SELECT t.uri, t.did, t.like_count AS old_likes, t.comment_count AS old_comments,
+        (SELECT count(DISTINCT l.did) FROM likes l WHERE l.subject_uri = t.uri
+            AND NOT EXISTS (SELECT 1 FROM artists a WHERE a.did = l.did AND (NOT a.active OR a.local_takedown))
+        ) AS likes,
+        (SELECT count(*) FROM comments c WHERE c.subject_uri = t.uri
+            AND NOT EXISTS (SELECT 1 FROM artists a WHERE a.did = c.did AND (NOT a.active OR a.local_takedown))
+        ) AS comments
+    FROM unnest($1::text[]) AS target(uri) JOIN tracks t ON t.uri = target.uri
+), counted AS (
+    UPDATE tracks t SET like_count = s.likes, comment_count = s.comments FROM s
+    WHERE t.uri = s.uri AND (s.likes, s.comments) IS DISTINCT FROM (s.old_likes, s.old_comments)
+), ranked AS (
+    UPDATE tracks_by_likes b SET like_count = s.likes FROM s WHERE b.uri = s.uri AND s.likes <> s.old_likes
+)
+SELECT did, likes - old_likes AS delta FROM s WHERE likes <> old_likes
+"""
+
+# An artist whose tracks were written or whose status changed: its totals counted again from its tracks.
+_RECOUNT_ARTISTS = """
+UPDATE artists ar SET track_count = s.n, total_duration = s.d, likes_received = s.l, updated_at = now()
+FROM unnest($1::text[]) AS a(did) CROSS JOIN LATERAL (
+    SELECT count(*) AS n, coalesce(sum(t.duration), 0) AS d, coalesce(sum(t.like_count), 0) AS l
+    FROM tracks t WHERE t.did = a.did
+) s
+WHERE ar.did = a.did
+"""
 
 
 @dataclass
@@ -82,15 +122,24 @@ class _Plan:
 
 
 async def _bulk(
-    conn: asyncpg.Connection, insert: str, types: Sequence[str], rows_: Sequence[tuple[Any, ...]], suffix: str = ""
+    conn: asyncpg.Connection,
+    insert: str,
+    types: Sequence[str],
+    rows_: Sequence[tuple[Any, ...]],
+    suffix: str = "",
+    *,
+    select: str = "*",
+    names: Sequence[str] = (),
 ) -> None:
     """One ``INSERT ... SELECT FROM unnest(column arrays)`` for many rows: a single statement instead of
-    executemany's statement per row. Keys must be unique within ``rows_`` (the plan dedupes them)."""
+    executemany's statement per row. ``select`` over the unnested columns (called ``names``) can derive
+    columns. Keys must be unique within ``rows_`` (the plan dedupes them)."""
     if not rows_:
         return
     columns = [list(column) for column in zip(*rows_, strict=True)]
     params = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
-    await conn.execute(f"{insert} SELECT * FROM unnest({params}) {suffix}", *columns)
+    alias = f" AS n({', '.join(names)})" if names else ""
+    await conn.execute(f"{insert} SELECT {select} FROM unnest({params}){alias} {suffix}", *columns)
 
 
 # Planner statistics are refreshed each time the events applied since the last refresh reach this
@@ -403,23 +452,18 @@ class Store:
             gone = [uri for uri, w in plan.writes[collection].items() if w is None or uri in plan.reborn]
             if gone:
                 await conn.execute(f"DELETE FROM {table} WHERE uri = ANY($1)", gone)
+                if collection == TRACK:
+                    await conn.execute("DELETE FROM tracks_by_likes WHERE uri = ANY($1)", gone)
         track_rows = [w for w in plan.writes[TRACK].values() if w is not None]
         if track_rows:
-            await conn.executemany(
+            # feature_dids is derived in SQL: unnest() would flatten an array of arrays.
+            await _bulk(
+                conn,
                 "INSERT INTO tracks (uri, did, rkey, cid, title, artist, album, duration, file_type, audio_url,"
                 " audio_blob_cid, audio_blob_mime, audio_blob_size, image_url, features, feature_dids,"
-                " description, labels, support_gate, created_at, indexed_at, sort_at)"
-                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15::jsonb,$16,$17,$18::jsonb,$19::jsonb,"
-                " $20::timestamptz, $21::timestamptz, LEAST($20::timestamptz, $21::timestamptz))"
-                " ON CONFLICT (uri) DO UPDATE SET cid = EXCLUDED.cid, title = EXCLUDED.title,"
-                " artist = EXCLUDED.artist, album = EXCLUDED.album, duration = EXCLUDED.duration,"
-                " file_type = EXCLUDED.file_type, audio_url = EXCLUDED.audio_url,"
-                " audio_blob_cid = EXCLUDED.audio_blob_cid, audio_blob_mime = EXCLUDED.audio_blob_mime,"
-                " audio_blob_size = EXCLUDED.audio_blob_size, image_url = EXCLUDED.image_url,"
-                " features = EXCLUDED.features, feature_dids = EXCLUDED.feature_dids,"
-                " description = EXCLUDED.description, labels = EXCLUDED.labels,"
-                " support_gate = EXCLUDED.support_gate, created_at = EXCLUDED.created_at,"
-                " sort_at = LEAST(EXCLUDED.created_at, tracks.indexed_at)",
+                " description, labels, support_gate, created_at, indexed_at, sort_at)",
+                [*["text"] * 7, "int4", *["text"] * 4, "int8", "text", "jsonb", "text", "jsonb", "jsonb"]
+                + ["timestamptz"] * 2,
                 [
                     (
                         e.uri,
@@ -437,7 +481,6 @@ class Store:
                         r.audio_blob_size,
                         r.image_url,
                         r.features,
-                        r.feature_dids,
                         r.description,
                         r.labels,
                         r.support_gate,
@@ -446,6 +489,47 @@ class Store:
                     )
                     for e, r, seen in track_rows
                 ],
+                " ON CONFLICT (uri) DO UPDATE SET cid = EXCLUDED.cid, title = EXCLUDED.title,"
+                " artist = EXCLUDED.artist, album = EXCLUDED.album, duration = EXCLUDED.duration,"
+                " file_type = EXCLUDED.file_type, audio_url = EXCLUDED.audio_url,"
+                " audio_blob_cid = EXCLUDED.audio_blob_cid, audio_blob_mime = EXCLUDED.audio_blob_mime,"
+                " audio_blob_size = EXCLUDED.audio_blob_size, image_url = EXCLUDED.image_url,"
+                " features = EXCLUDED.features, feature_dids = EXCLUDED.feature_dids,"
+                " description = EXCLUDED.description, labels = EXCLUDED.labels,"
+                " support_gate = EXCLUDED.support_gate, created_at = EXCLUDED.created_at,"
+                " sort_at = LEAST(EXCLUDED.created_at, tracks.indexed_at)",
+                select="uri, did, rkey, cid, title, artist, album, duration, file_type, audio_url, audio_blob_cid,"
+                " audio_blob_mime, audio_blob_size, image_url, features,"
+                " array(SELECT f->>'did' FROM jsonb_array_elements(features) AS f), description, labels,"
+                " support_gate, created_at, indexed_at, LEAST(created_at, indexed_at)",
+                names=[
+                    "uri",
+                    "did",
+                    "rkey",
+                    "cid",
+                    "title",
+                    "artist",
+                    "album",
+                    "duration",
+                    "file_type",
+                    "audio_url",
+                    "audio_blob_cid",
+                    "audio_blob_mime",
+                    "audio_blob_size",
+                    "image_url",
+                    "features",
+                    "description",
+                    "labels",
+                    "support_gate",
+                    "created_at",
+                    "indexed_at",
+                ],
+            )
+            # A new track enters the all-time order at zero; the recount moves it.
+            await conn.execute(
+                "INSERT INTO tracks_by_likes (uri, like_count) SELECT uri, 0 FROM unnest($1::text[]) AS n(uri)"
+                " ON CONFLICT DO NOTHING",
+                [e.uri for e, _, _ in track_rows],
             )
         like_rows = [w for w in plan.writes[LIKE].values() if w is not None]
         if like_rows:
@@ -458,51 +542,33 @@ class Store:
                 " subject_cid = EXCLUDED.subject_cid, created_at = EXCLUDED.created_at",
             )
         comment_rows = [w for w in plan.writes[COMMENT].values() if w is not None]
-        if comment_rows:
-            await conn.executemany(
-                "INSERT INTO comments (uri, did, subject_uri, subject_cid, text, timestamp_ms, created_at,"
-                " updated_at, indexed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (uri) DO UPDATE"
-                " SET subject_uri = EXCLUDED.subject_uri, subject_cid = EXCLUDED.subject_cid, text = EXCLUDED.text,"
-                " timestamp_ms = EXCLUDED.timestamp_ms, created_at = EXCLUDED.created_at,"
-                " updated_at = EXCLUDED.updated_at",
-                [
-                    (
-                        e.uri,
-                        e.did,
-                        r.subject_uri,
-                        r.subject_cid,
-                        r.text,
-                        r.timestamp_ms,
-                        r.created_at,
-                        r.updated_at,
-                        seen,
-                    )
-                    for e, r, seen in comment_rows
-                ],
-            )
+        await _bulk(
+            conn,
+            "INSERT INTO comments (uri, did, subject_uri, subject_cid, text, timestamp_ms, created_at, updated_at,"
+            " indexed_at)",
+            ["text"] * 5 + ["int8"] + ["timestamptz"] * 3,
+            [
+                (e.uri, e.did, r.subject_uri, r.subject_cid, r.text, r.timestamp_ms, r.created_at, r.updated_at, seen)
+                for e, r, seen in comment_rows
+            ],
+            "ON CONFLICT (uri) DO UPDATE SET subject_uri = EXCLUDED.subject_uri, subject_cid = EXCLUDED.subject_cid,"
+            " text = EXCLUDED.text, timestamp_ms = EXCLUDED.timestamp_ms, created_at = EXCLUDED.created_at,"
+            " updated_at = EXCLUDED.updated_at",
+        )
         list_rows = [w for w in plan.writes[LIST].values() if w is not None]
         if list_rows:
-            await conn.executemany(
+            await _bulk(
+                conn,
                 "INSERT INTO lists (uri, did, rkey, cid, name, list_type, item_count, created_at, updated_at,"
-                " indexed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (uri) DO UPDATE SET"
-                " cid = EXCLUDED.cid, name = EXCLUDED.name, list_type = EXCLUDED.list_type,"
-                " item_count = EXCLUDED.item_count, created_at = EXCLUDED.created_at,"
-                " updated_at = EXCLUDED.updated_at",
+                " indexed_at)",
+                ["text"] * 6 + ["int4"] + ["timestamptz"] * 3,
                 [
-                    (
-                        e.uri,
-                        e.did,
-                        e.rkey,
-                        r.cid,
-                        r.name,
-                        r.list_type,
-                        len(r.items),
-                        r.created_at,
-                        r.updated_at,
-                        seen,
-                    )
+                    (e.uri, e.did, e.rkey, r.cid, r.name, r.list_type, len(r.items), r.created_at, r.updated_at, seen)
                     for e, r, seen in list_rows
                 ],
+                "ON CONFLICT (uri) DO UPDATE SET cid = EXCLUDED.cid, name = EXCLUDED.name,"
+                " list_type = EXCLUDED.list_type, item_count = EXCLUDED.item_count,"
+                " created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at",
             )
             await conn.execute("DELETE FROM list_items WHERE list_uri = ANY($1)", [e.uri for e, _, _ in list_rows])
             await _bulk(
@@ -535,6 +601,9 @@ class Store:
         )
         purged = [did for did, (_, status) in plan.statuses.items() if status == "deleted"]
         if purged:
+            await conn.execute(
+                "DELETE FROM tracks_by_likes b USING tracks t WHERE t.uri = b.uri AND t.did = ANY($1)", purged
+            )
             for table in ("tracks", "likes", "comments", "lists"):
                 await conn.execute(f"DELETE FROM {table} WHERE did = ANY($1)", purged)
             # The ledger keeps tombstones, so nothing older can bring the repo's records back.
@@ -548,37 +617,21 @@ class Store:
             )
 
     async def _recount(self, conn: asyncpg.Connection, tracks: set[str], artists: set[str]) -> None:
+        """Count again the likes and comments of the touched ``tracks``, and the totals of ``artists``;
+        every other artist whose tracks' like counts moved gets the difference added to its likes
+        received (its rows are locked, so the difference is exact)."""
+        moved: dict[str, int] = {}
         if tracks:
-            uris = sorted(tracks)
-            # Per touched track, index lookups only (LATERAL): the cost follows the batch, not the size of
-            # likes or comments. A liker or commenter counts unless their repo is hidden. An artist's
-            # likes received change only where one of their tracks' like counts did: those come back.
-            changed = await conn.fetch(
-                "UPDATE tracks t SET like_count = s.likes, comment_count = s.comments"
-                " FROM unnest($1::text[]) AS target(uri)"
-                " CROSS JOIN LATERAL (SELECT"
-                "   (SELECT count(DISTINCT l.did) FROM likes l WHERE l.subject_uri = target.uri"
-                "     AND NOT EXISTS (SELECT 1 FROM artists a WHERE a.did = l.did"
-                "       AND (NOT a.active OR a.local_takedown)))"
-                "     AS likes,"
-                "   (SELECT count(*) FROM comments c WHERE c.subject_uri = target.uri"
-                "     AND NOT EXISTS (SELECT 1 FROM artists a WHERE a.did = c.did"
-                "       AND (NOT a.active OR a.local_takedown)))"
-                "     AS comments) s"
-                " WHERE t.uri = target.uri AND (t.like_count, t.comment_count) IS DISTINCT FROM (s.likes, s.comments)"
-                " RETURNING t.did",
-                uris,
-            )
-            artists.update(r["did"] for r in changed)
+            for r in await conn.fetch(_RECOUNT_TRACKS, sorted(tracks)):
+                moved[r["did"]] = moved.get(r["did"], 0) + r["delta"]
         if artists:
+            await conn.execute(_RECOUNT_ARTISTS, sorted(artists))
+        if moved := {did: n for did, n in moved.items() if n and did not in artists}:
             await conn.execute(
-                "UPDATE artists ar SET"
-                " track_count = s.n, total_duration = s.d, likes_received = s.l, updated_at = now()"
-                " FROM unnest($1::text[]) AS a(did) CROSS JOIN LATERAL (SELECT count(*) AS n,"
-                "   coalesce(sum(t.duration), 0) AS d, coalesce(sum(t.like_count), 0) AS l"
-                "   FROM tracks t WHERE t.did = a.did) s"
-                " WHERE ar.did = a.did",
-                sorted(artists),
+                "UPDATE artists ar SET likes_received = ar.likes_received + m.delta, updated_at = now()"
+                " FROM unnest($1::text[], $2::int8[]) AS m(did, delta) WHERE ar.did = m.did",
+                list(moved),
+                list(moved.values()),
             )
 
     async def _store_offsets(self, conn: asyncpg.Connection, messages: Sequence[LogMessage]) -> None:

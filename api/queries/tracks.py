@@ -40,10 +40,11 @@ async def get_top_tracks(request: Request, p: Params) -> dict[str, Any]:
     window = p["window"]
     if window == "all":
         after = decode("top:all", p["cursor"], (int, str))
-        cond = "" if after is None else "WHERE (t.like_count, t.uri) < ($2, $3)"
+        # tracks_by_likes holds the order (its count is the track's like_count, kept by the same recount).
+        cond = "" if after is None else "WHERE (b.like_count, b.uri) < ($2, $3)"
         rows = await c.pool.fetch(
-            f"SELECT {TRACK_COLUMNS}, t.like_count AS likers FROM {TRACKS} {cond}"
-            " ORDER BY t.like_count DESC, t.uri DESC LIMIT $1",
+            f"SELECT {TRACK_COLUMNS}, b.like_count AS likers FROM tracks_by_likes b JOIN {TRACKS} ON t.uri = b.uri"
+            f" {cond} ORDER BY b.like_count DESC, b.uri DESC LIMIT $1",
             p["limit"] + 1,
             *(after or ()),
         )

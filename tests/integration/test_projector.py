@@ -273,6 +273,7 @@ def workload(n: int, seed: int) -> list[Event]:
 TABLES = {
     "records": "did, collection, rkey, rev, state, cid",
     "tracks": "uri, cid, title, duration, like_count, comment_count, indexed_at, sort_at",
+    "tracks_by_likes": "uri, like_count",
     "likes": "uri, subject_uri",
     "comments": "uri, text, timestamp_ms",
     "lists": "uri, name, item_count",
@@ -338,6 +339,9 @@ async def test_kill9_and_a_rebalance_end_equal_to_a_clean_run(
         if got[t] != want[t]
     }
     assert not differences, f"chaos run differs from the clean run (got, want): {differences}"
+    # The all-time order by likes mirrors every track's count, in both runs.
+    for shot in (got, want):
+        assert shot["tracks_by_likes"] == [(row[0], row[4]) for row in shot["tracks"]]
 
 
 async def test_replay_equals_incremental_and_swaps_under_a_live_projector(
