@@ -135,10 +135,22 @@ def read_signed_commit(car: CarFile, cid: CID) -> SignedCommit:
         raise VerifyError(VerifyFailure.MALFORMED_COMMIT, "commit prev is not a link or null")
     if not is_tid(rev):
         raise VerifyError(VerifyFailure.MALFORMED_COMMIT, f"commit rev {rev[:20]!r} is not a TID")
-    # Every field but sig is signed, whatever else the object carries: re-encoding the decoded value
-    # gives the exact bytes back, because the strict decoder accepts only canonical DAG-CBOR.
-    unsigned: dict[str, Any] = {k: v for k, v in obj.items() if k != "sig"}
-    return SignedCommit(did, version, data, rev, prev, sig, dagcbor.encode(unsigned))
+    return SignedCommit(did, version, data, rev, prev, sig, _unsigned_bytes(block, obj, sig))
+
+
+def _unsigned_bytes(block: bytes, obj: dict[str, Any], sig: bytes) -> bytes:
+    """The DAG-CBOR of the commit without ``sig``: every other field is signed, whatever they are.
+
+    The strict decoder accepted ``block``, so it is canonical: the ``sig`` entry is one contiguous run
+    of bytes and the map's head one byte (fewer than 24 entries). Cutting that run out and counting
+    one entry less gives the unsigned bytes without encoding again (≈1 µs against ≈15 µs). If the run
+    is not found exactly once (the signature's bytes also inside another field), encode instead.
+    """
+    entry = b"\x63sig" + dagcbor.encode(sig)
+    start = block.find(entry)
+    if 0xA1 <= block[0] <= 0xB7 and start > 0 and block.find(entry, start + 1) == -1:
+        return bytes((block[0] - 1,)) + block[1:start] + block[start + len(entry) :]
+    return dagcbor.encode({k: v for k, v in obj.items() if k != "sig"})
 
 
 def _read_car(blocks: bytes, car: CarFile | None) -> CarFile:

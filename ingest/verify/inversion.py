@@ -7,10 +7,16 @@ put ``prev`` back) and returns the root CID of the tree that results, which must
 ``prevData``. Only the nodes an op reaches are read; the rest of the tree stays as the links to it.
 
 Invariants:
-- Every node read is checked against the link it was reached by (sha2-256), and must be in the exact
-  canonical form :func:`ingest.verify.mst.encode_node` writes: re-encoding it gives its bytes back.
-  So a node is what the signed root vouches for, and a link stored as a byte string, a non-minimal
-  head or a map out of order is refused like the strict walker refuses it.
+- Every node read is checked against the link it was reached by (sha2-256), so it is what the signed
+  root vouches for.
+- Every node the inversion rewrites (its entries change, or it is split or merged), and the root, is
+  first held to the exact canonical form ``mst.encode_node`` writes (:meth:`_Node.check`): a link
+  stored as a byte string, a non-minimal head, keys out of order or not maximally compressed are
+  refused as the strict walker refuses them. A node the inversion only passes through keeps its
+  bytes, with one child link swapped for another of the same length; those bytes reappear in the
+  previous tree, whose root must be ``prevData``, the root the caller already holds. Such a node is
+  therefore as canonical as that tree, and checking it again would cost about a third of the
+  inversion. (With no root held, nothing vouches for the untouched parts of the tree either.)
 - The edits keep the tree canonical (empty nodes dropped, the root trimmed to its highest key), so
   the result is the root of the previous key set whatever the order of the ops; ops are undone in the
   reference order anyway (deletes first, then by path), the order the slice was cut for.
@@ -20,10 +26,11 @@ Invariants:
 
 Speed: a commit is verified on the ingest hot path, and reading a node through the strict codec
 (≈60 µs) and writing it back (≈45 µs) would cost more than the signature check. Nodes are therefore
-read with libipld (≈2 µs; the node schema fixes which fields are links, so links coming back as bytes
+read with libipld (≈3 µs; the node schema fixes which fields are links, so links coming back as bytes
 is no ambiguity) and written by :func:`_encode_node`, a writer for this one fixed shape whose output
-is byte-for-byte ``mst.encode_node``'s (tests hold it to that); the canonical check above is what
-makes the fast read as strict as the slow one.
+is byte-for-byte ``mst.encode_node``'s (tests hold it to that); writing a read node back and comparing
+is the canonical check, which makes the fast read as strict as the slow one where it matters. A node
+passed through is not written at all: the new child link is swapped into its bytes.
 """
 
 from __future__ import annotations
@@ -138,9 +145,10 @@ class _Node:
     parent still holds in its own bytes. ``data`` is the block as read, kept while the node's keys,
     values and the presence of its subtrees are unchanged, so only child links can differ and they are
     swapped into the bytes in place. ``pres`` are the keys' prefix lengths, None once keys change.
+    ``unchecked`` is true for a node read but not yet held to the canonical form (:meth:`check`).
     """
 
-    __slots__ = ("cid", "data", "keys", "pres", "read_cid", "subs", "vals")
+    __slots__ = ("cid", "data", "keys", "pres", "read_cid", "subs", "unchecked", "vals")
 
     def __init__(
         self,
@@ -159,12 +167,49 @@ class _Node:
         self.read_cid = cid
         self.data = data
         self.pres = pres
+        self.unchecked = data is not None
 
     def is_empty(self) -> bool:
         return not self.keys and self.subs[0] is None
 
+    def check(self) -> None:
+        """Refuse a node read that is not exactly what ``mst.encode_node`` writes; once, before any edit.
+
+        The test is writing the fields as read back: the writer emits only
+        ``{"e": [{"k": bytes, "p": uint, "t": link|null, "v": link}...], "l": link|null}`` in canonical
+        form, so equal bytes mean the block is that shape, with links as tag-42 links (libipld returns
+        links and byte strings alike as bytes) and every head minimal. What writing back cannot see is
+        checked first: key order, maximal prefix compression, UTF-8 keys.
+        """
+        if not self.unchecked:
+            return
+        self.unchecked = False
+        assert self.data is not None and self.pres is not None and self.read_cid is not None
+        cid, keys, pres = self.read_cid, self.keys, self.pres
+        previous = b""
+        for i, key in enumerate(keys):
+            p = pres[i]
+            if i and key <= previous:
+                raise _malformed(cid, "keys out of order")
+            if p < len(previous) and p < len(key) and key[p] == previous[p]:
+                raise _malformed(cid, "prefix compression is not maximal")
+            previous = key
+        links = [c.read_cid if isinstance(c, _Node) else c for c in self.subs]
+        try:
+            written = _encode_node(keys, self.vals, links, pres)
+        except (TypeError, IndexError, OverflowError) as err:
+            raise _malformed(cid, f"not an MST node: {err!r}") from err
+        if written != self.data:
+            raise _malformed(cid, "not an MST node in canonical form")
+        try:
+            # One decode for all keys: joined by an ASCII byte, the whole is UTF-8 exactly when each is.
+            b"/".join(keys).decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise _malformed(cid, "a key is not UTF-8") from err
+
     def reshaped(self, *, keys_changed: bool) -> None:
-        """Note an edit beyond a child link: the node is written afresh when sealed."""
+        """Note an edit beyond a child link, which writes the node afresh: check it as read first."""
+        self.check()
         self.cid = None
         self.data = None
         if keys_changed:
@@ -183,14 +228,10 @@ def _malformed(cid: bytes, why: str) -> InversionError:
 
 
 def _decode_node(cid: bytes, data: bytes) -> _Node:
-    """Read a node block that hashed to ``cid``, refusing anything but the canonical node shape.
+    """Read a node block that hashed to ``cid``: its keys, values and links, typed for the walk.
 
-    The test of shape is the last line: the fields as read must write back to exactly ``data``. The
-    writer emits only ``{"e": [{"k": bytes, "p": uint, "t": link|null, "v": link}...], "l": link|null}``
-    in canonical form, so equal bytes mean the block is that shape, with links as tag-42 links (libipld
-    returns links and byte strings alike as bytes) and every head minimal. A field of the wrong type
-    fails on the way there, as one of the lookup errors caught below. What writing back cannot see is
-    checked on the way: maximal prefix compression, key order, UTF-8 keys.
+    Only what the walk relies on is checked here (links are bytes or null, keys bytes); the canonical
+    form is checked by :meth:`_Node.check` when the node is rewritten (see the module docstring).
     """
     try:
         raw = libipld.decode_dag_cbor(data)
@@ -198,31 +239,21 @@ def _decode_node(cid: bytes, data: bytes) -> _Node:
         raise _malformed(cid, f"not DAG-CBOR: {err}") from err
     try:
         entries = raw["e"]
-        links: list[bytes | None] = [raw["l"], *[e["t"] for e in entries]]
+        links: list[_Node | bytes | None] = [raw["l"], *[e["t"] for e in entries]]
         pres: list[int] = [e["p"] for e in entries]
-        vals: list[bytes] = [e["v"] for e in entries]
         keys: list[bytes] = []
         previous = b""
         for p, e in zip(pres, entries, strict=True):
-            k = e["k"]
-            if p < len(previous) and k and k[0] == previous[p]:
-                raise _malformed(cid, "prefix compression is not maximal")
-            key = previous[:p] + k
-            if keys and key <= previous:
-                raise _malformed(cid, "keys out of order")
-            keys.append(key)
-            previous = key
-        written = _encode_node(keys, vals, links, pres)
-    except (KeyError, TypeError, IndexError, OverflowError) as err:
+            # bytes + anything but bytes is a TypeError, and so is slicing by anything but an int.
+            previous = previous[:p] + e["k"]
+            keys.append(previous)
+        vals: list[bytes] = [e["v"] for e in entries]
+    except (KeyError, TypeError, IndexError, ValueError) as err:
         raise _malformed(cid, f"not an MST node: {err!r}") from err
-    if written != data:
-        raise _malformed(cid, "not an MST node in canonical form")
-    try:
-        # One decode for all keys: joined by an ASCII byte, the whole is UTF-8 exactly when each key is.
-        b"/".join(keys).decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise _malformed(cid, "a key is not UTF-8") from err
-    return _Node(keys, vals, list(links), cid=cid, data=data, pres=pres)
+    for link in links:
+        if link is not None and type(link) is not bytes:
+            raise _malformed(cid, "a subtree link is not a link or null")
+    return _Node(keys, vals, links, cid=cid, data=data, pres=pres)
 
 
 class _Tree:
@@ -231,6 +262,8 @@ class _Tree:
     def __init__(self, root: bytes, blocks: Mapping[bytes, bytes]) -> None:
         self._blocks = blocks
         node = self._load(root)
+        # The root's first key sets the layers of the whole walk: hold it to the canonical form.
+        node.check()
         if node.keys:
             self.root: _Node | bytes = node
             self.layer: int | None = key_height(node.keys[0].decode("utf-8"))
@@ -264,6 +297,7 @@ class _Tree:
         if layer < 0:
             raise InversionError(InversionFailure.MALFORMED_NODE, "a subtree below layer 0")
         node = self._loaded(sub)
+        node.check()
         g = bisect_left(node.keys, key)
         if g < len(node.keys) and node.keys[g] == key:
             raise InversionError(InversionFailure.MALFORMED_NODE, f"{key!r} sits below the layer of its height")
@@ -282,6 +316,8 @@ class _Tree:
         if layer < 0:
             raise InversionError(InversionFailure.MALFORMED_NODE, "subtrees below layer 0")
         na, nb = self._loaded(a), self._loaded(b)
+        na.check()
+        nb.check()
         middle = self._merge(na.subs[-1], nb.subs[0], layer - 1)
         return _Node(na.keys + nb.keys, na.vals + nb.vals, [*na.subs[:-1], middle, *nb.subs[1:]])
 
@@ -414,7 +450,7 @@ def _seal(sub: _Node | bytes | None) -> bytes | None:
     node = sub
     if node.cid is not None:
         return node.cid
-    links = [_seal(s) for s in node.subs]
+    links = [_seal(s) if isinstance(s, _Node) else s for s in node.subs]
     data = node.data
     if data is not None:
         # Only child links changed, and every link is the same 36 bytes: swap them into the bytes as
@@ -425,6 +461,7 @@ def _seal(sub: _Node | bytes | None) -> bytes | None:
                 assert child.read_cid is not None and link is not None  # data is kept only for read children
                 old = _link(child.read_cid)
                 if data.count(old) != 1:
+                    node.check()
                     data = None
                     break
                 data = data.replace(old, _link(link))

@@ -282,3 +282,35 @@ def test_value_equal_to_a_child_link_is_rewritten_not_spliced() -> None:
     assert child in after.blocks
     blocks = mst.covering_proof_blocks(after, new_key)
     assert invert_ops(after.root, [_create(new_key, _value(new_key))], blocks) == before.root
+
+
+def _key_of_height(height: int, prefix: str) -> bytes:
+    for i in range(100_000):
+        key = f"{prefix}{i:06d}"
+        if mst.key_height(key) == height:
+            return key.encode()
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(
+    "defect",
+    [
+        {"v": "bytes"},  # the value link stored as a byte string
+        {"p": "non-minimal"},  # a prefix length written in two bytes
+    ],
+    ids=["link_as_bytes", "non_minimal_head"],
+)
+def test_a_malformed_node_below_the_root_is_refused_where_it_is_rewritten(defect: dict[str, str]) -> None:
+    leaf = _value("leaf")
+    high = _key_of_height(1, "fm.plyr.track/b")
+    low = _key_of_height(0, "fm.plyr.track/a")
+    blocks: dict[CID, bytes] = {}
+    entry: dict[str, Any] = {"p": 0, "k": low, "v": leaf.raw if defect.get("v") else leaf, "t": None}
+    child = dagcbor.encode({"l": None, "e": [entry]})
+    if defect.get("p"):
+        # {"p": 0} written as 0x18 0x00 instead of 0x00: not DAG-CBOR the strict codec accepts.
+        child = child.replace(b"\x61p\x00", b"\x61p\x18\x00")
+    child_cid = _store(blocks, child)
+    root = _store(blocks, dagcbor.encode({"l": child_cid, "e": [{"p": 0, "k": high, "v": leaf, "t": None}]}))
+    # Removing the low key rewrites the child node, which must then be canonical.
+    assert _reason(root, [_create(low.decode(), leaf)], blocks) is InversionFailure.MALFORMED_NODE

@@ -22,6 +22,7 @@ from ingest.verify.commit import (
     VerifiedCommit,
     VerifyError,
     VerifyFailure,
+    read_signed_commit,
     verify_commit,
     verify_sync,
 )
@@ -295,3 +296,17 @@ def test_a_corrupted_slice_is_refused_not_crashed_on(position: int, xor: int) ->
     # A flipped byte in a record block changes nothing verification reads, so passing is fine too.
     with contextlib.suppress(VerifyError):
         verify_commit(dataclasses.replace(_FUZZ, blocks=bytes(blocks)), _FUZZ_REPO.public_key, _FUZZ_STATE, now=_now())
+
+
+def test_unsigned_bytes_are_the_commit_without_sig() -> None:
+    data = mst.build({}).root
+    rev = tid_from_datetime(_now())
+    for extra in ({}, {"abc": 1}, {"zz": "x" * 40}, {"unknownfield": [1, 2]}):
+        unsigned = {"did": DID, "version": 3, "data": data, "rev": rev, "prev": None, **extra}
+        sig = sign(new_key(KeyAlgorithm.K256), dagcbor.encode(unsigned))
+        # The signature's bytes also inside another field: cut nothing, encode instead.
+        for fields in (unsigned, {**unsigned, "copy": b"csig" + dagcbor.encode(sig)}):
+            block = dagcbor.encode({**fields, "sig": sig})
+            cid = CID.for_dag_cbor(block)
+            signed = read_signed_commit(read_car(write_car([cid], {cid: block})), cid)
+            assert signed.unsigned == dagcbor.encode(fields)
