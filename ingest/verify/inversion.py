@@ -13,10 +13,11 @@ Invariants:
   first held to the exact canonical form ``mst.encode_node`` writes (:meth:`_Node.check`): a link
   stored as a byte string, a non-minimal head, keys out of order or not maximally compressed are
   refused as the strict walker refuses them. A node the inversion only passes through keeps its
-  bytes, with one child link swapped for another of the same length; those bytes reappear in the
+  bytes, with child links swapped for others of the same length; those bytes reappear in the
   previous tree, whose root must be ``prevData``, the root the caller already holds. Such a node is
-  therefore as canonical as that tree, and checking it again would cost about a third of the
-  inversion. (With no root held, nothing vouches for the untouched parts of the tree either.)
+  therefore as canonical as that tree, and checking it too would make the inversion a fifth slower
+  (about half of the nodes read are only passed through). With no root held, nothing vouches for the
+  parts of the tree the commit does not touch either.
 - The edits keep the tree canonical (empty nodes dropped, the root trimmed to its highest key), so
   the result is the root of the previous key set whatever the order of the ops; ops are undone in the
   reference order anyway (deletes first, then by path), the order the slice was cut for.
@@ -39,7 +40,6 @@ import hashlib
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from itertools import pairwise
 from typing import Final
 
 import libipld
@@ -105,18 +105,13 @@ def _prefix_len(a: bytes, b: bytes) -> int:
     return n - (diff.bit_length() + 7) // 8
 
 
-def _prefixes(keys: Sequence[bytes]) -> list[int]:
-    """Each key's shared prefix with the one before it (0 for the first)."""
-    return [0, *(_prefix_len(a, b) for a, b in pairwise(keys))] if keys else []
-
-
 def _encode_node(
     keys: Sequence[bytes], vals: Sequence[bytes], links: Sequence[bytes | None], pres: Sequence[int]
 ) -> bytes:
     """The canonical DAG-CBOR of ``{"e": [{"k","p","t","v"}...], "l"}``: mst.encode_node's bytes.
 
-    ``pres`` are the keys' prefix lengths (:func:`_prefixes`). Map keys are written in DAG-CBOR order
-    (length, then bytes: e < l and k < p < t < v).
+    ``pres`` are the keys' prefix lengths (:func:`_prefix_len` with the key before). Map keys are
+    written in DAG-CBOR order (length, then bytes: e < l and k < p < t < v).
     """
     parts = [b"\xa2\x61e", _head(4, len(keys))]
     for key, val, right, p in zip(keys, vals, links[1:], pres, strict=True):
@@ -144,7 +139,8 @@ class _Node:
     ``read_cid`` is the CID it was read under (None for a node made here), which is the link its
     parent still holds in its own bytes. ``data`` is the block as read, kept while the node's keys,
     values and the presence of its subtrees are unchanged, so only child links can differ and they are
-    swapped into the bytes in place. ``pres`` are the keys' prefix lengths, None once keys change.
+    swapped into the bytes in place. ``pres`` are the keys' prefix lengths, kept up to date by each
+    edit (computing them afresh for a whole node costs more than writing it).
     ``unchecked`` is true for a node read but not yet held to the canonical form (:meth:`check`).
     """
 
@@ -155,10 +151,10 @@ class _Node:
         keys: list[bytes],
         vals: list[bytes],
         subs: list[_Node | bytes | None],
+        pres: list[int],
         *,
         cid: bytes | None = None,
         data: bytes | None = None,
-        pres: list[int] | None = None,
     ) -> None:
         self.keys = keys
         self.vals = vals
@@ -184,7 +180,7 @@ class _Node:
         if not self.unchecked:
             return
         self.unchecked = False
-        assert self.data is not None and self.pres is not None and self.read_cid is not None
+        assert self.data is not None and self.read_cid is not None
         cid, keys, pres = self.read_cid, self.keys, self.pres
         previous = b""
         for i, key in enumerate(keys):
@@ -207,20 +203,40 @@ class _Node:
         except UnicodeDecodeError as err:
             raise _malformed(cid, "a key is not UTF-8") from err
 
-    def reshaped(self, *, keys_changed: bool) -> None:
+    def reshaped(self) -> None:
         """Note an edit beyond a child link, which writes the node afresh: check it as read first."""
         self.check()
         self.cid = None
         self.data = None
-        if keys_changed:
-            self.pres = None
+
+    def insert_entry(self, g: int, key: bytes, value: bytes, low: _Node | None, high: _Node | None) -> None:
+        """Put ``key`` at index ``g``, with ``low`` and ``high`` the halves of the subtree it cuts."""
+        self.reshaped()
+        keys = self.keys
+        keys.insert(g, key)
+        self.vals.insert(g, value)
+        self.pres.insert(g, _prefix_len(keys[g - 1], key) if g else 0)
+        if g + 1 < len(keys):
+            self.pres[g + 1] = _prefix_len(key, keys[g + 1])
+        self.subs[g : g + 1] = [low, high]
+
+    def remove_entry(self, g: int, merged: _Node | bytes | None) -> bytes:
+        """Take out entry ``g``, ``merged`` replacing the subtrees on both sides of it; its value."""
+        self.reshaped()
+        keys = self.keys
+        del keys[g]
+        del self.pres[g]
+        if g < len(keys):
+            self.pres[g] = _prefix_len(keys[g - 1], keys[g]) if g else 0
+        self.subs[g : g + 2] = [merged]
+        return self.vals.pop(g)
 
 
-def _new(keys: list[bytes], vals: list[bytes], subs: list[_Node | bytes | None]) -> _Node | None:
+def _new(keys: list[bytes], vals: list[bytes], subs: list[_Node | bytes | None], pres: list[int]) -> _Node | None:
     """A node made here, or None when it would hold nothing (an empty node is never linked)."""
     if not keys and subs[0] is None:
         return None
-    return _Node(keys, vals, subs)
+    return _Node(keys, vals, subs, pres)
 
 
 def _malformed(cid: bytes, why: str) -> InversionError:
@@ -253,7 +269,7 @@ def _decode_node(cid: bytes, data: bytes) -> _Node:
     for link in links:
         if link is not None and type(link) is not bytes:
             raise _malformed(cid, "a subtree link is not a link or null")
-    return _Node(keys, vals, links, cid=cid, data=data, pres=pres)
+    return _Node(keys, vals, links, pres, cid=cid, data=data)
 
 
 class _Tree:
@@ -303,8 +319,14 @@ class _Tree:
             raise InversionError(InversionFailure.MALFORMED_NODE, f"{key!r} sits below the layer of its height")
         low, high = self._split(node.subs[g], key, layer - 1)
         return (
-            _new(node.keys[:g], node.vals[:g], [*node.subs[:g], low]),
-            _new(node.keys[g:], node.vals[g:], [high, *node.subs[g + 1 :]]),
+            _new(node.keys[:g], node.vals[:g], [*node.subs[:g], low], node.pres[:g]),
+            # The first key of the upper half starts a node: nothing before it to share a prefix with.
+            _new(
+                node.keys[g:],
+                node.vals[g:],
+                [high, *node.subs[g + 1 :]],
+                [0, *node.pres[g + 1 :]] if g < len(node.keys) else [],
+            ),
         )
 
     def _merge(self, a: _Node | bytes | None, b: _Node | bytes | None, layer: int) -> _Node | bytes | None:
@@ -319,7 +341,10 @@ class _Tree:
         na.check()
         nb.check()
         middle = self._merge(na.subs[-1], nb.subs[0], layer - 1)
-        return _Node(na.keys + nb.keys, na.vals + nb.vals, [*na.subs[:-1], middle, *nb.subs[1:]])
+        pres = na.pres + nb.pres
+        if na.keys and nb.keys:
+            pres[len(na.keys)] = _prefix_len(na.keys[-1], nb.keys[0])
+        return _Node(na.keys + nb.keys, na.vals + nb.vals, [*na.subs[:-1], middle, *nb.subs[1:]], pres)
 
     def _descend(self, node: _Node, g: int) -> _Node | None:
         """Child ``g`` of ``node``, read and kept in place; None if there is none."""
@@ -336,7 +361,7 @@ class _Tree:
         """Add ``key`` (absent) with ``value``."""
         root = self._root()
         if self.layer is None:
-            self.root, self.layer = _Node([key], [value], [None, None]), height
+            self.root, self.layer = _Node([key], [value], [None, None], [0]), height
             return
         layer = self.layer
         if height > layer:
@@ -344,9 +369,9 @@ class _Tree:
             # (no entries, one subtree) for the layers in between.
             low, high = self._split(root, key, layer)
             for _ in range(layer + 1, height):
-                low = None if low is None else _Node([], [], [low])
-                high = None if high is None else _Node([], [], [high])
-            self.root, self.layer = _Node([key], [value], [low, high]), height
+                low = None if low is None else _Node([], [], [low], [])
+                high = None if high is None else _Node([], [], [high], [])
+            self.root, self.layer = _Node([key], [value], [low, high], [0]), height
             return
         node = root
         while True:
@@ -356,15 +381,12 @@ class _Tree:
                 raise InversionError(InversionFailure.OP_MISMATCH, f"{key!r} is already in the tree")
             if layer == height:
                 low, high = self._split(node.subs[g], key, layer - 1)
-                node.reshaped(keys_changed=True)
-                node.keys.insert(g, key)
-                node.vals.insert(g, value)
-                node.subs[g : g + 1] = [low, high]
+                node.insert_entry(g, key, value, low, high)
                 return
             child = self._descend(node, g)
             if child is None:
-                child = _Node([], [], [None])
-                node.reshaped(keys_changed=False)
+                child = _Node([], [], [None], [])
+                node.reshaped()
                 node.subs[g] = child
             node, layer = child, layer - 1
 
@@ -383,10 +405,7 @@ class _Tree:
             if layer == height:
                 if g == len(node.keys) or node.keys[g] != key:
                     raise absent
-                node.reshaped(keys_changed=True)
-                value = node.vals.pop(g)
-                del node.keys[g]
-                node.subs[g : g + 2] = [self._merge(node.subs[g], node.subs[g + 1], layer - 1)]
+                value = node.remove_entry(g, self._merge(node.subs[g], node.subs[g + 1], layer - 1))
                 break
             child = self._descend(node, g)
             if child is None:
@@ -396,7 +415,7 @@ class _Tree:
         # A node left with nothing is unlinked, which may empty its parent in turn.
         while path and node.is_empty():
             node, g = path.pop()
-            node.reshaped(keys_changed=False)
+            node.reshaped()
             node.subs[g] = None
         self._trim()
         return value
@@ -426,7 +445,7 @@ class _Tree:
                 if g == len(node.keys) or node.keys[g] != key:
                     raise InversionError(InversionFailure.OP_MISMATCH, f"{key!r} is not in the tree")
                 old = node.vals[g]
-                node.reshaped(keys_changed=False)
+                node.reshaped()
                 node.vals[g] = value
                 return old
             child = self._descend(node, g)
@@ -466,8 +485,7 @@ def _seal(sub: _Node | bytes | None) -> bytes | None:
                     break
                 data = data.replace(old, _link(link))
     if data is None:
-        pres = node.pres if node.pres is not None else _prefixes(node.keys)
-        data = _encode_node(node.keys, node.vals, links, pres)
+        data = _encode_node(node.keys, node.vals, links, node.pres)
     node.cid = _NODE_CID_PREFIX + hashlib.sha256(data).digest()
     return node.cid
 

@@ -14,7 +14,7 @@ from ingest.ipld import dagcbor
 from ingest.ipld.cid import CID
 from ingest.messages import RepoOp
 from ingest.verify import mst
-from ingest.verify.inversion import InversionError, InversionFailure, _encode_node, _prefixes, invert_ops
+from ingest.verify.inversion import InversionError, InversionFailure, _encode_node, _prefix_len, invert_ops
 from tests.fixtures.interop import INTEROP_DIR
 
 PROOFS = json.loads((INTEROP_DIR / "firehose" / "commit-proof-fixtures.json").read_text())
@@ -92,7 +92,18 @@ def _rewrite(node: mst.Node) -> bytes:
     links = [None if node.left is None else node.left.raw] + [
         None if e.right is None else e.right.raw for e in node.entries
     ]
-    return _encode_node(keys, [e.value.raw for e in node.entries], links, _prefixes(keys))
+    previous = ["", *(e.key for e in node.entries)]
+    pres = [mst.common_prefix_len(a, e.key) for a, e in zip(previous, node.entries, strict=False)]
+    return _encode_node(keys, [e.value.raw for e in node.entries], links, pres)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=40), st.binary(max_size=40))
+def test_prefix_len(a: bytes, b: bytes) -> None:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    assert _prefix_len(a, b) == n
 
 
 def test_node_writer_is_mst_encode_node() -> None:
