@@ -30,8 +30,9 @@ from projector.fold import rows
 from projector.fold.changes import Change, ChangeLog, Shown
 from projector.fold.ledger import Decision, LedgerRow, RecordState, decide, next_row
 from projector.fold.rows import COMMENT, LIKE, LIST, PROFILE, TRACK
+from projector.fold.snapshot import vanished
 from projector.prepare import LogMessage, Prepared, PreparedItem, Validator, prepare
-from schemas.envelope import AccountEvent, IdentityEvent, RecordEvent
+from schemas.envelope import AccountEvent, IdentityEvent, RecordEvent, SnapshotEvent
 from schemas.migrate import quote_schema
 
 _TABLES = {TRACK: "tracks", LIKE: "likes", LIST: "lists", COMMENT: "comments"}
@@ -213,6 +214,8 @@ class Store:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(f"SET LOCAL search_path TO {self._schema}, public; {self._settings}")
             fresh = await self._claim_offsets(conn, prepared.items, result)
+            if any(isinstance(i.event, SnapshotEvent) for i in fresh):
+                fresh = await self._expand_snapshots(conn, fresh)
             plan = _Plan()
             for item in fresh:
                 if item.event is None:
@@ -247,6 +250,25 @@ class Store:
         fresh = [i for i in items if i.msg.offset >= stored[i.msg.partition]]
         result.skipped_offsets = len(items) - len(fresh)
         return fresh
+
+    async def _expand_snapshots(self, conn: asyncpg.Connection, items: list[PreparedItem]) -> list[PreparedItem]:
+        """Each snapshot followed by deletes of what its repo held and it does not list: the repo's
+        records not deleted in the ledger, and those the batch wrote before the snapshot."""
+        dids = sorted({i.event.did for i in items if isinstance(i.event, SnapshotEvent)})
+        held: dict[str, set[tuple[str, str]]] = {did: set() for did in dids}
+        for r in await conn.fetch(
+            "SELECT did, collection, rkey FROM records WHERE did = ANY($1) AND state <> 'deleted'", dids
+        ):
+            held[r["did"]].add((r["collection"], r["rkey"]))
+        out: list[PreparedItem] = []
+        for item in items:
+            event = item.event
+            out.append(item)
+            if isinstance(event, RecordEvent) and event.did in held:
+                held[event.did].add((event.collection, event.rkey))
+            elif isinstance(event, SnapshotEvent):
+                out.extend(PreparedItem(item.msg, delete) for delete in vanished(event, held[event.did]))
+        return out
 
     async def _fold(
         self,

@@ -1,9 +1,10 @@
 """The event envelope: the one typed, versioned value that crosses every boundary.
 
 Ingest produces one envelope per record operation of an in-scope commit and one per ``#identity``,
-``#account`` and ``#sync`` message; backfill and resync produce the same shapes with another
-``source``. The projector folds them. Every envelope carries ``schema_version``; older versions are
-upcast on read by :mod:`schemas.codec`, and the log itself is never rewritten.
+``#account`` and ``#sync`` message; backfill and resync produce the same record shapes with another
+``source``, followed by one ``snapshot`` of the repo's complete record set. The projector folds
+them. Every envelope carries ``schema_version``; older versions are upcast on read by
+:mod:`schemas.codec`, and the log itself is never rewritten.
 
 Invariants:
 - Kafka key = the repo DID (:func:`schemas.topics.key_for`), so one repo's events stay in order.
@@ -142,7 +143,38 @@ class SyncEvent(_Event):
     commit: CidStr
 
 
-EventEnvelope = Annotated[RecordEvent | IdentityEvent | AccountEvent | SyncEvent, Field(discriminator="kind")]
+class SnapshotKey(BaseModel):
+    """One record a repo held at a snapshot."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    collection: Nsid
+    rkey: RecordKey
+    cid: CidStr
+
+
+class SnapshotEvent(_Event):
+    """The complete set of in-scope records a repo held at ``rev``, read from a verified export
+    (backfill or resync) and sent after that export's record events.
+
+    A consumer deletes every record of the repo it holds at a rev older than ``rev`` that is not
+    listed: that is how a resync removes records that vanished while we were not listening (a diff
+    of the repo against a key → cid table that only the consumer holds exactly). A record written
+    after ``rev`` (a newer live commit) is never touched.
+    """
+
+    kind: Literal["snapshot"] = "snapshot"
+    rev: Tid
+    commit: CidStr
+    # The collections the export was filtered to (prefix patterns as configured, e.g. "fm.plyr.*"):
+    # only records of these collections are judged by the snapshot.
+    collections: tuple[str, ...]
+    records: tuple[SnapshotKey, ...] = ()
+
+
+EventEnvelope = Annotated[
+    RecordEvent | IdentityEvent | AccountEvent | SyncEvent | SnapshotEvent, Field(discriminator="kind")
+]
 """Any event on the log; ``kind`` tells which."""
 
-Event = RecordEvent | IdentityEvent | AccountEvent | SyncEvent
+Event = RecordEvent | IdentityEvent | AccountEvent | SyncEvent | SnapshotEvent

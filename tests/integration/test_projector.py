@@ -402,3 +402,37 @@ async def test_local_takedown_survives_upstream_reactivation(
     row = await pool.fetchrow(f"SELECT active, local_takedown FROM {schema}.artists WHERE did = $1", B)
     assert row is not None and (row["active"], row["local_takedown"]) == (True, True)
     assert await pool.fetchval(f"SELECT like_count FROM {schema}.tracks WHERE uri = $1", t_uri) == 0
+
+
+async def test_a_snapshot_deletes_what_vanished_and_spares_newer_writes(
+    kafka_bootstrap: str, database_url: str, pool: asyncpg.Pool, topic: str
+) -> None:
+    kept = ev.put(A, TRACK, "t1", 1, ev.track("kept"))
+    gone = ev.put(A, TRACK, "t2", 2, ev.track("gone"))
+    newer = ev.put(A, TRACK, "t3", 3, ev.track("rewritten later"))
+    liked = ev.put(B, "fm.plyr.like", "l1", 4, ev.like(uri(A, TRACK, "t2"), gone.cid or ""))
+    invalid = ev.put(A, TRACK, "t4", 5, {"$type": TRACK, "title": "no artist"})
+    events: list[Event] = [
+        kept,
+        gone,
+        newer,
+        liked,
+        invalid,
+        ev.put(A, TRACK, "t3", 9, ev.track("written after the snapshot"), create=False),
+        # Written before the snapshot's rev in the same repo, not listed by it: vanished too.
+        ev.put(A, TRACK, "t5", 6, ev.track("also gone")),
+        ev.snapshot(A, 7, [kept, newer]),
+        # Another repo's snapshot that lists everything it holds deletes nothing.
+        ev.snapshot(B, 8, [liked]),
+    ]
+    await project_all(kafka_bootstrap, database_url, pool, topic, events, "proj_snap")
+    s = "proj_snap"
+    titles = {r["uri"]: r["title"] for r in await pool.fetch(f"SELECT uri, title FROM {s}.tracks")}
+    assert titles == {uri(A, TRACK, "t1"): "kept", uri(A, TRACK, "t3"): "written after the snapshot"}
+    states = {r["rkey"]: r["state"] for r in await pool.fetch(f"SELECT rkey, state FROM {s}.records WHERE did = $1", A)}
+    assert states == {"t1": "live", "t2": "deleted", "t3": "live", "t4": "deleted", "t5": "deleted"}
+    # The like survives (its repo's snapshot lists it) but its track is gone: nothing counts it.
+    assert await pool.fetchval(f"SELECT count(*) FROM {s}.likes") == 1
+    assert await pool.fetchval(f"SELECT track_count FROM {s}.artists WHERE did = $1", A) == 2
+    deleted = {r["uri"] for r in await pool.fetch(f"SELECT uri FROM {s}.changes WHERE kind = 'track.deleted'")}
+    assert deleted == {uri(A, TRACK, "t2"), uri(A, TRACK, "t5")}
