@@ -3,6 +3,12 @@
 ``send`` returns a future that completes when the broker has acknowledged the event (Kafka), or None
 when the write is already done (JSON lines). Library errors are translated to
 :class:`~ingest.errors.BrokerError` here, at the adapter.
+
+The idempotent producer is chosen from the broker, not from code: with ``PLYR_KAFKA_IDEMPOTENCE=auto``
+the sink asks the broker for a producer id (InitProducerId, what an idempotent producer does first)
+and turns idempotence on only when it gets one. Apache Kafka / Redpanda / MSK answer with an id; the
+embedded tansu broker answers UnknownError, so the local stack runs without it (downstream dedupes
+by rev either way).
 """
 
 from __future__ import annotations
@@ -14,14 +20,21 @@ from typing import BinaryIO, Literal, Protocol, Self
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.protocol.transaction import InitProducerIdRequest
 
 from ingest.errors import BrokerError
+from runtime.logging import get_logger
 from schemas.codec import encode, to_json_line
 from schemas.envelope import Event
 from schemas.topics import EVENTS_TOPIC_CONFIG, key_for
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+# PLYR_KAFKA_IDEMPOTENCE: ask the broker, or force it.
+Idempotence = Literal["auto"] | bool
+
+log = get_logger("ingest.producer")
 
 
 class EventSink(Protocol):
@@ -73,51 +86,110 @@ async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
         await admin.close()
 
 
+def idempotence_answer(error_code: int) -> bool | None:
+    """What an InitProducerId answer says: True, the broker gave a producer id; False, it refused (not
+    supported, not allowed); None, a passing condition (a coordinator still loading): ask again."""
+    if error_code == 0:
+        return True
+    return None if for_code(error_code).retriable else False
+
+
+async def probe_idempotence(bootstrap: str, *, attempts: int = 20, delay: float = 0.5) -> bool:
+    """Whether the broker at ``bootstrap`` supports the idempotent producer (asks it for a producer id).
+
+    A broker that keeps answering with a passing condition, or cannot be reached, is a BrokerError:
+    the caller retries later rather than guessing.
+    """
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        await client.bootstrap()
+        for _ in range(attempts):
+            node = client.get_random_node()
+            if node is None:
+                raise BrokerError(f"{bootstrap}: no broker in the cluster metadata")
+            # No transactional id: the request an idempotent (not transactional) producer sends.
+            response = await client.send(node, InitProducerIdRequest(None, 60_000))
+            answer = idempotence_answer(response.error_code)
+            if answer is not None:
+                log.info("producer_idempotence_probed", supported=answer, error=for_code(response.error_code).__name__)
+                return answer
+            await asyncio.sleep(delay)
+    except KafkaError as err:
+        raise BrokerError(f"cannot ask {bootstrap} for a producer id: {err}") from err
+    finally:
+        await client.close()
+    raise BrokerError(f"{bootstrap} kept answering InitProducerId with a retriable error")
+
+
 class KafkaSink:
-    """The events topic, through one aiokafka producer (an async context manager)."""
+    """The events topic, through one aiokafka producer (an async context manager).
+
+    ``idempotence="auto"`` asks the broker when the sink opens (:func:`probe_idempotence`); the
+    choice made is :attr:`idempotent`.
+    """
 
     def __init__(
         self,
         bootstrap: str,
         topic: str,
         *,
-        idempotence: bool,
+        idempotence: Idempotence,
         compression: Compression,
         linger_ms: int = 5,
     ) -> None:
+        self._bootstrap = bootstrap
         self._topic = topic
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+        self._idempotence = idempotence
+        self._compression = compression
+        self._linger_ms = linger_ms
+        self._producer: AIOKafkaProducer | None = None
+        self.idempotent: bool | None = None
+
+    def _build(self, idempotent: bool) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
             acks="all",
-            enable_idempotence=idempotence,
-            compression_type=None if compression == "none" else compression,
-            linger_ms=linger_ms,
+            enable_idempotence=idempotent,
+            compression_type=None if self._compression == "none" else self._compression,
+            linger_ms=self._linger_ms,
             max_batch_size=1 << 20,
             max_request_size=4 << 20,
             request_timeout_ms=30_000,
         )
-        self._started = False
 
     async def __aenter__(self) -> Self:
+        if self._producer is not None:
+            raise RuntimeError("KafkaSink is already open")
+        if self._idempotence == "auto":
+            idempotent = await probe_idempotence(self._bootstrap)
+        else:
+            idempotent = self._idempotence
+        producer = self._build(idempotent)
         try:
-            await self._producer.start()
+            await producer.start()
         except KafkaError as err:
-            await self._producer.stop()
-            raise BrokerError(f"cannot start producer: {err}") from err
-        self._started = True
+            await producer.stop()
+            raise BrokerError(f"cannot start producer (idempotence {idempotent}): {err}") from err
+        self._producer, self.idempotent = producer, idempotent
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._started:
-            self._started = False
-            await self._producer.stop()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    def _open(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("KafkaSink is not open")
+        return self._producer
 
     async def send(self, event: Event) -> asyncio.Future[object] | None:
         """Queue the event; the future completes on the broker's acknowledgement."""
+        producer = self._open()
         try:
-            future: asyncio.Future[object] = await self._producer.send(
+            future: asyncio.Future[object] = await producer.send(
                 self._topic,
                 value=encode(event),
                 key=key_for(event.did),
@@ -129,7 +201,8 @@ class KafkaSink:
 
     async def flush(self) -> None:
         """Wait until everything queued is acknowledged."""
+        producer = self._open()
         try:
-            await self._producer.flush()
+            await producer.flush()
         except KafkaError as err:
             raise BrokerError(f"flush failed: {err}") from err

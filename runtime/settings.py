@@ -32,9 +32,9 @@ class PlatformSettings(BaseSettings):
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/plyr_index"
     kafka_bootstrap: str = "127.0.0.1:9092"
-    # Real Kafka / Redpanda / MSK support the idempotent producer; the embedded tansu broker does
-    # not (InitProducerId fails), so the local stack and the tests turn it off.
-    kafka_idempotence: bool = False
+    # The idempotent producer: Apache Kafka / Redpanda / MSK give one (InitProducerId), the embedded
+    # tansu broker does not. "auto" asks the broker at startup (ingest/producer.py); true/false force it.
+    kafka_idempotence: Literal["auto"] | bool = "auto"
     kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
     events_topic: str = Field(default="plyr.index.events.v1", pattern=r"^[A-Za-z0-9._-]{1,249}$")
     topic_partitions: int = Field(default=8, ge=1, le=1024)
