@@ -175,13 +175,21 @@ class _Node:
         ``{"e": [{"k": bytes, "p": uint, "t": link|null, "v": link}...], "l": link|null}`` in canonical
         form, so equal bytes mean the block is that shape, with links as tag-42 links (libipld returns
         links and byte strings alike as bytes) and every head minimal. What writing back cannot see is
-        checked first: key order, maximal prefix compression, UTF-8 keys.
+        checked after: key order, maximal prefix compression, UTF-8 keys.
         """
         if not self.unchecked:
             return
         self.unchecked = False
         assert self.data is not None and self.read_cid is not None
         cid, keys, pres = self.read_cid, self.keys, self.pres
+        links = [c.read_cid if isinstance(c, _Node) else c for c in self.subs]
+        try:
+            written = _encode_node(keys, self.vals, links, pres)
+        except (TypeError, IndexError, OverflowError) as err:
+            raise _malformed(cid, f"not an MST node: {err!r}") from err
+        if written != self.data:
+            raise _malformed(cid, "not an MST node in canonical form")
+        # The bytes matched, so every prefix length is a non-negative integer as written.
         previous = b""
         for i, key in enumerate(keys):
             p = pres[i]
@@ -190,13 +198,6 @@ class _Node:
             if p < len(previous) and p < len(key) and key[p] == previous[p]:
                 raise _malformed(cid, "prefix compression is not maximal")
             previous = key
-        links = [c.read_cid if isinstance(c, _Node) else c for c in self.subs]
-        try:
-            written = _encode_node(keys, self.vals, links, pres)
-        except (TypeError, IndexError, OverflowError) as err:
-            raise _malformed(cid, f"not an MST node: {err!r}") from err
-        if written != self.data:
-            raise _malformed(cid, "not an MST node in canonical form")
         try:
             # One decode for all keys: joined by an ASCII byte, the whole is UTF-8 exactly when each is.
             b"/".join(keys).decode("utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from typing import Any
@@ -238,6 +239,9 @@ def test_malformed_nodes() -> None:
         dagcbor.encode(node(v=leaf.raw)),  # the value link as a byte string
         dagcbor.encode(node(k=key.decode())),  # the key as a text string
         dagcbor.encode(node(p=True)),
+        dagcbor.encode(node(p=None)),
+        dagcbor.encode(node(p=-1)),
+        dagcbor.encode(node(p=2**40)),
         dagcbor.encode({"l": None, "e": [{"p": 0, "k": key, "v": leaf}]}),  # no t
         dagcbor.encode({"l": None, "e": [], "x": 1}),
         dagcbor.encode([1, 2]),
@@ -325,3 +329,31 @@ def test_a_malformed_node_below_the_root_is_refused_where_it_is_rewritten(defect
     root = _store(blocks, dagcbor.encode({"l": child_cid, "e": [{"p": 0, "k": high, "v": leaf, "t": None}]}))
     # Removing the low key rewrites the child node, which must then be canonical.
     assert _reason(root, [_create(low.decode(), leaf)], blocks) is InversionFailure.MALFORMED_NODE
+
+
+_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.binary(max_size=40)
+    | st.text(max_size=20)
+    | st.just(EMPTY),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["e", "l", "k", "p", "t", "v"]), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUES, st.sampled_from(["create", "update", "delete"]))
+def test_any_block_as_a_node_is_refused_not_crashed_on(value: Any, action: str) -> None:
+    blocks: dict[CID, bytes] = {}
+    root = _store(blocks, dagcbor.encode(value))
+    v = _value(1).raw
+    op = RepoOp(
+        action, "fm.plyr.track/3aaaaaaaaaaaa", None if action == "delete" else v, v if action != "create" else None
+    )
+    with contextlib.suppress(InversionError):
+        invert_ops(root, [op], blocks)
