@@ -54,7 +54,8 @@ def decode_frame(data: bytes) -> Frame:
     """Split and decode one frame."""
     try:
         parts = libipld.decode_dag_cbor_multi(data)
-    except (ValueError, TypeError, OverflowError) as err:
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:
+        # libipld refuses nesting past its depth limit with a RecursionError, not a ValueError.
         raise FrameError(f"not DAG-CBOR: {err}") from err
     if len(parts) != 2:
         raise FrameError(f"expected header and body, got {len(parts)} objects")
