@@ -364,7 +364,12 @@ async def run(
                     return 0
                 await _serve_upstreams(settings, ingester, MemoryCursorStore(), metrics, subscribe_fn)
                 return 1
-        await ensure_topic(platform.kafka_bootstrap, platform.events_topic, platform.topic_partitions)
+        await ensure_topic(
+            platform.kafka_bootstrap,
+            platform.events_topic,
+            platform.topic_partitions,
+            platform.topic_replication_factor,
+        )
         if settings.from_file is not None:
             async with _kafka_sink(platform) as kafka, identities() as pending:
                 ingester = Ingester(kafka, settings.collection_filter, metrics, Deduper(), pending)

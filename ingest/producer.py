@@ -61,8 +61,9 @@ class JsonlSink:
         self._out.flush()
 
 
-async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    """Create the events topic with unbounded retention if it does not exist."""
+async def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int = 1) -> None:
+    """Create the events topic with unbounded retention if it does not exist (``replication`` copies
+    of each partition: 1 on a single broker, 3 on a production cluster)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
         await admin.start()
@@ -75,7 +76,7 @@ async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
                     NewTopic(
                         topic,
                         num_partitions=partitions,
-                        replication_factor=1,
+                        replication_factor=replication,
                         topic_configs=EVENTS_TOPIC_CONFIG,
                     )
                 ]

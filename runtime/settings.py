@@ -38,6 +38,9 @@ class PlatformSettings(BaseSettings):
     kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
     events_topic: str = Field(default="plyr.index.events.v1", pattern=r"^[A-Za-z0-9._-]{1,249}$")
     topic_partitions: int = Field(default=8, ge=1, le=1024)
+    # Copies of each partition when the topic is created: 1 for a single broker (the embedded one,
+    # the compose file), 3 on a production cluster so the log outlives a broker.
+    topic_replication_factor: int = Field(default=1, ge=1, le=32)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 

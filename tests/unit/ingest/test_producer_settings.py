@@ -1,5 +1,6 @@
-"""PLYR_KAFKA_IDEMPOTENCE: "auto" by default (ask the broker), true/false force it; how an InitProducerId
-answer is read (a producer id: on; a refusal: off; a passing condition: ask again)."""
+"""The producer's broker settings. PLYR_KAFKA_IDEMPOTENCE: "auto" by default (ask the broker), true/false
+force it; how an InitProducerId answer is read (a producer id: on; a refusal: off; a passing condition:
+ask again). PLYR_TOPIC_REPLICATION_FACTOR: 1 unless set, never 0."""
 
 from __future__ import annotations
 
@@ -42,3 +43,13 @@ def test_a_bad_value_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_reading_the_brokers_answer(error_code: int, answer: bool | None) -> None:
     assert idempotence_answer(error_code) is answer
+
+
+def test_replication_factor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PLYR_TOPIC_REPLICATION_FACTOR", raising=False)
+    assert load_platform().topic_replication_factor == 1
+    monkeypatch.setenv("PLYR_TOPIC_REPLICATION_FACTOR", "3")
+    assert load_platform().topic_replication_factor == 3
+    monkeypatch.setenv("PLYR_TOPIC_REPLICATION_FACTOR", "0")
+    with pytest.raises(SettingsError, match="PLYR_TOPIC_REPLICATION_FACTOR"):
+        load_platform()
