@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,11 +30,13 @@ from ingest.cursor import INGEST_SCHEMA, CursorStore, MemoryCursorStore, Postgre
 from ingest.dedupe import Deduper
 from ingest.errors import BrokerError, FutureCursorError, UpstreamError, UpstreamHaltedError
 from ingest.firehose import subscribe
+from ingest.gate import Gate, Verdict
 from ingest.identity import AtprotoIdentityResolver, IdentityResolver, dns_resolver
 from ingest.identity_events import IdentityEvents
 from ingest.metrics import IngestMetrics, collection_label
 from ingest.pipeline import FrameOutcome, process_frame
 from ingest.producer import EventSink, JsonlSink, KafkaSink, ensure_topic
+from ingest.repo_state import PostgresRepoStateStore, RepoStatus
 from ingest.settings import IngestSettings
 from runtime.backoff import Backoff
 from runtime.logging import get_logger
@@ -72,6 +74,7 @@ class Ingester:
         metrics: IngestMetrics,
         deduper: Deduper,
         identities: IdentityEvents | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self._sink = sink
         self._collections = collections
@@ -79,6 +82,9 @@ class Ingester:
         self._deduper = deduper
         # None: identity events go out as the frame gave them (unverified), like any other event.
         self._identities = identities
+        # None: commits go on the log unverified (a trusted upstream, a capture file).
+        self._gate = gate
+        self._tracked = gate.tracked if gate is not None else None
 
     async def drain(self) -> None:
         """Wait until every identity event still resolving has been sent and delivered."""
@@ -88,7 +94,7 @@ class Ingester:
     async def handle(self, upstream: str, data: bytes, tracker: AckTracker | None) -> FrameOutcome:
         """Process one frame from ``upstream`` and register its deliveries with ``tracker``."""
         m = self._metrics
-        outcome = process_frame(data, upstream=upstream, collections=self._collections)
+        outcome = process_frame(data, upstream=upstream, collections=self._collections, tracked=self._tracked)
         m.frames.labels(upstream, outcome.kind).inc()
         for drop in outcome.drops:
             m.drops.labels(upstream, drop.reason).inc()
@@ -101,7 +107,7 @@ class Ingester:
                 did=drop.did,
                 path=drop.path,
             )
-        futures = await self._send(upstream, outcome)
+        futures = await self._admit(upstream, outcome)
         if outcome.seq is not None:
             m.cursor.labels(upstream).set(outcome.seq)
             if tracker is not None:
@@ -111,6 +117,37 @@ class Ingester:
                 lag = time.time() - datetime.fromisoformat(outcome.time).timestamp()
                 m.lag_seconds.labels(upstream).set(lag)
         return outcome
+
+    async def _admit(self, upstream: str, outcome: FrameOutcome) -> list[asyncio.Future[object]]:
+        """Send the frame's events if the gate lets them through; the futures the cursor waits for."""
+        if self._gate is None or outcome.message is None:
+            return await self._send(upstream, outcome)
+        verdict, held = await self._gate.admit(upstream, outcome)
+        if verdict is not Verdict.UNTRACKED:
+            self._metrics.verdicts.labels(verdict.value).inc()
+        if held is not None:
+            return [held.done]
+        if verdict is Verdict.PASS:
+            futures = await self._send(upstream, outcome)
+            self._gate.delivered(outcome, futures)
+            return futures
+        if verdict is Verdict.UNTRACKED:
+            return await self._send(upstream, outcome)
+        return []  # skipped (already on the log) or failed verification (the repo is resynced)
+
+    async def release(self, status: RepoStatus) -> None:
+        """A repo's backfill or resync landed (its events acknowledged): admit its held frames again,
+        in order; each held future completes when its frame is settled."""
+        if self._gate is None:
+            return
+        for held in self._gate.synced(status):
+            futures = await self._admit(held.upstream, held.outcome)
+            _complete_after(held.done, futures)
+
+    async def flush_repos(self) -> None:
+        """Write back repo states whose events were acknowledged, and queued requests."""
+        if self._gate is not None:
+            await self._gate.flush()
 
     async def _send(self, upstream: str, outcome: FrameOutcome) -> list[asyncio.Future[object]]:
         if not outcome.events:
@@ -144,6 +181,26 @@ class Ingester:
         if outcome.did is not None and outcome.rev is not None:
             dedupe.record_commit(outcome.did, outcome.rev, futures)
         return futures
+
+
+def _complete_after(done: asyncio.Future[object], futures: list[asyncio.Future[object]]) -> None:
+    """Complete ``done`` like ``futures`` together (an error passes on; none: at once)."""
+    if not futures:
+        done.set_result(None)
+        return
+    gathered = asyncio.gather(*futures)
+
+    def settle(g: asyncio.Future[list[object]]) -> None:
+        if done.done():
+            return
+        if g.cancelled():
+            done.cancel()
+        elif (err := g.exception()) is not None:
+            done.set_exception(err)
+        else:
+            done.set_result(None)
+
+    gathered.add_done_callback(settle)
 
 
 class UpstreamWorker:
@@ -234,7 +291,7 @@ class UpstreamWorker:
             self._metrics.acked_cursor.labels(self.upstream).set(acked)
 
 
-async def _run_workers(workers: list[UpstreamWorker], flush_interval: float) -> None:
+async def _run_workers(workers: list[UpstreamWorker], ingester: Ingester, flush_interval: float) -> None:
     async def supervise(worker: UpstreamWorker) -> None:
         try:
             await worker.run()
@@ -246,6 +303,7 @@ async def _run_workers(workers: list[UpstreamWorker], flush_interval: float) -> 
             await asyncio.sleep(flush_interval)
             for worker in workers:
                 await worker.save_cursor()
+            await ingester.flush_repos()
 
     flush_task = asyncio.create_task(flusher())
     try:
@@ -312,17 +370,18 @@ async def _serve_upstreams(
         for u in settings.upstreams
     ]
     try:
-        await _run_workers(workers, settings.cursor_flush_interval_s)
+        await _run_workers(workers, ingester, settings.cursor_flush_interval_s)
     finally:
         # Whatever ended the run (cancel, halt), store what the broker acknowledged.
         with contextlib.suppress(BrokerError):
-            await asyncio.shield(_final_save(workers))
+            await asyncio.shield(_final_save(workers, ingester))
 
 
-async def _final_save(workers: list[UpstreamWorker]) -> None:
+async def _final_save(workers: list[UpstreamWorker], ingester: Ingester) -> None:
     for worker in workers:
         await worker.tracker.drain()
         await worker.save_cursor()
+    await ingester.flush_repos()
 
 
 async def run(
@@ -383,9 +442,10 @@ async def run(
             try:
                 # Identity jobs send through the sink: they end (or are cancelled) before it closes.
                 async with _kafka_sink(platform) as kafka, identities() as pending:
-                    # A fresh deduper per pipeline start: deliveries it remembers died with the
-                    # old producer and must be redone.
-                    ingester = Ingester(kafka, settings.collection_filter, metrics, Deduper(), pending)
+                    # A fresh deduper and gate per pipeline start: deliveries they remember died with
+                    # the old producer and must be redone (the gate reloads what was acknowledged).
+                    gate = await _open_gate(settings, pool, resolver, metrics)
+                    ingester = Ingester(kafka, settings.collection_filter, metrics, Deduper(), pending, gate)
                     await _serve_upstreams(settings, ingester, store, metrics, subscribe_fn)
                 log.error("all_upstreams_stopped")
                 return 1
@@ -412,6 +472,27 @@ async def _open_resolver(stack: contextlib.AsyncExitStack, settings: IngestSetti
             timeout=settings.identity_timeout_s,
         )
     )
+
+
+async def _open_gate(
+    settings: IngestSettings, pool: asyncpg.Pool, resolver: IdentityResolver | None, metrics: IngestMetrics
+) -> Gate | None:
+    """The verification gate with the stored repo states, or None when verification is off."""
+    if not settings.verify_commits:
+        log.warning("commit_verification_off")
+        return None
+    if resolver is None:
+        log.warning("commit_verification_off", reason="identity resolution is off: no signing keys")
+        return None
+    gate = Gate(
+        PostgresRepoStateStore(pool),
+        resolver,
+        metrics,
+        max_clock_skew=timedelta(seconds=settings.max_clock_skew_s),
+        max_held_per_repo=settings.max_held_per_repo,
+    )
+    await gate.load()
+    return gate
 
 
 def _kafka_sink(platform: PlatformSettings) -> KafkaSink:

@@ -74,3 +74,21 @@ class IngestMetrics:
         self.identity_pending = Gauge(
             f"{ns}_identity_pending", "#identity events waiting for resolution or delivery", registry=registry
         )
+        self.verify_failures = Counter(
+            f"{ns}_verify_failures",
+            "Commits of repos in scope not accepted, by the verification rule they failed",
+            ["reason"],
+            registry=registry,
+        )
+        self.verdicts = Counter(
+            f"{ns}_verdicts",
+            "Commits and syncs of repos in scope, by the gate's verdict",
+            ["verdict"],
+            registry=registry,
+        )
+        self.repo_requests = Counter(
+            f"{ns}_repo_requests", "Backfills and resyncs queued by live ingest, by state", ["state"], registry=registry
+        )
+        self.held = Gauge(
+            f"{ns}_held_frames", "Frames held until their repo's backfill or resync lands", registry=registry
+        )

@@ -6,12 +6,13 @@ benchmark. It never raises for untrusted input: a malformed frame is an outcome 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ingest.errors import Drop, DropReason
 from ingest.frames import ErrorFrame, FrameError, MessageFrame, UnknownFrame, decode_frame
-from ingest.messages import Commit, Info, MessageError, commit_in_scope, parse_message
+from ingest.messages import Commit, Info, MessageError, Sync, commit_in_scope, parse_message
 from ingest.normalize import normalize
 from schemas.envelope import Event
 from schemas.ids import CollectionFilter
@@ -53,10 +54,20 @@ class FrameOutcome:
     # The commit's rev, for cross-upstream dedupe (commits only).
     rev: str | None = None
     did: str | None = None
+    # The typed #commit or #sync, for verification: set for every one of a repo in scope (and for
+    # every commit with ops in scope), None for the commits passed over unparsed.
+    message: Commit | Sync | None = None
 
 
-def process_frame(data: bytes, *, upstream: str, collections: CollectionFilter) -> FrameOutcome:
-    """Decode and normalize one websocket frame."""
+def process_frame(
+    data: bytes,
+    *,
+    upstream: str,
+    collections: CollectionFilter,
+    tracked: Callable[[str], bool] | None = None,
+) -> FrameOutcome:
+    """Decode and normalize one websocket frame. ``tracked`` names the repos whose every commit is
+    typed even without ops in scope (verification follows their whole chain of commits)."""
     try:
         frame = decode_frame(data)
     except FrameError as err:
@@ -72,7 +83,11 @@ def process_frame(data: bytes, *, upstream: str, collections: CollectionFilter) 
     if not isinstance(seq, int) or isinstance(seq, bool):
         seq = None
     try:
-        if kind is FrameKind.COMMIT and not commit_in_scope(body, collections.matches):
+        if (
+            kind is FrameKind.COMMIT
+            and not commit_in_scope(body, collections.matches)
+            and not (tracked is not None and isinstance(repo := body.get("repo"), str) and tracked(repo))
+        ):
             # The common case: nothing in scope. Only the seq (for the cursor) and time (for lag)
             # matter; the commit is not typed at all.
             time = body.get("time")
@@ -89,4 +104,6 @@ def process_frame(data: bytes, *, upstream: str, collections: CollectionFilter) 
     if isinstance(message, Commit):
         outcome.rev = message.rev
         outcome.did = message.repo
+    if isinstance(message, Commit | Sync):
+        outcome.message = message
     return outcome

@@ -70,6 +70,15 @@ class IngestSettings(BaseSettings):
     # Resolutions in flight beyond this go out unverified at once (counted), so a slow directory
     # cannot hold the firehose back.
     identity_max_pending: int = Field(default=1000, ge=1)
+    # Sync 1.1 verification of every commit of a repo in scope (signature, prevData chain, rev),
+    # live upstreams only (needs identity resolution for the signing keys). Off for a trusted upstream:
+    # commits go on the log as received, a forged or out-of-order one included, and gaps go unnoticed.
+    verify_commits: bool = True
+    # How far a rev (a TID: a time) may run ahead of our clock.
+    max_clock_skew_s: float = Field(default=300.0, gt=0)
+    # Frames of one repo held while it is backfilled or resynced; beyond, the oldest are let go and
+    # the repo is resynced again afterwards (that later snapshot covers them).
+    max_held_per_repo: int = Field(default=1000, ge=1)
     # Comma-separated nameservers (IP or IP:port, [IPv6]:port) instead of /etc/resolv.conf.
     dns_nameservers: Annotated[tuple[str, ...], NoDecode] = ()
     # Local development and tests only: did:web hosts, handles and PDS endpoints on private or

@@ -42,13 +42,16 @@ def platform(bootstrap: str, database_url: str, topic: str) -> PlatformSettings:
 
 def ingest_settings(*upstreams: str) -> IngestSettings:
     # Identity resolution stays on, against a PLC directory that refuses connections: every #identity
-    # goes through the background resolution and out unverified, without the network.
+    # goes through the background resolution and out unverified, without the network. The corpus'
+    # commits are not signed by resolvable keys: verification is off here (tests/integration/
+    # test_verify_live.py runs it on signed repos).
     return IngestSettings(
         upstreams=upstreams,
         metrics_port=0,
         cursor_flush_interval_s=0.1,
         stall_timeout_s=5,
         plc_url=f"http://127.0.0.1:{free_port()}",
+        verify_commits=False,
     )
 
 
