@@ -10,7 +10,8 @@ Two aiohttp sessions:
 
 Every fetch has a deadline and a byte limit enforced while reading, so a slow or endless upstream
 costs at most that. Failures come out as :class:`FetchError` with a closed :class:`FetchProblem`
-that says whether trying again later can help.
+that says whether trying again later can help; a non-2xx answer also carries its ``Retry-After``
+(seconds, from either header form) and the first KB of its body (an XRPC ``{"error": ...}``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from types import TracebackType
 from typing import Self
@@ -33,6 +36,8 @@ from runtime.urls import UnsafeUrl, UrlProblem, is_public_ip, outbound_url
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 _CHUNK = 64 * 1024
+# How much of a non-2xx body is kept for the caller (an XRPC error body is a few dozen bytes).
+_ERROR_BODY = 1024
 
 
 class FetchProblem(StrEnum):
@@ -50,10 +55,22 @@ class FetchProblem(StrEnum):
 class FetchError(Exception):
     """A fetch that did not give the body; ``retriable`` says whether a later attempt may succeed."""
 
-    def __init__(self, problem: FetchProblem, detail: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        problem: FetchProblem,
+        detail: str,
+        status: int | None = None,
+        *,
+        retry_after: float | None = None,
+        body: bytes = b"",
+    ) -> None:
         super().__init__(f"{problem}: {detail}")
         self.problem = problem
         self.status = status
+        # Seconds the server asked us to wait (Retry-After on a 429 or 503); None when it did not say.
+        self.retry_after = retry_after
+        # The start of a non-2xx answer's body, at most 1 KB.
+        self.body = body
 
     @property
     def retriable(self) -> bool:
@@ -61,6 +78,23 @@ class FetchError(Exception):
         if self.problem is FetchProblem.STATUS:
             return self.status is not None and (self.status >= 500 or self.status == 429)
         return self.problem in (FetchProblem.TIMEOUT, FetchProblem.NETWORK)
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds from now (delta-seconds or an HTTP date); None if absent or
+    unreadable. A date in the past is 0."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(int(text))
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
 class PrivateAddressError(OSError):
@@ -167,7 +201,13 @@ class Outbound:
                     current = urljoin(current, location)
                     continue
                 if not 200 <= resp.status < 300:
-                    raise FetchError(FetchProblem.STATUS, f"HTTP {resp.status}", resp.status)
+                    raise FetchError(
+                        FetchProblem.STATUS,
+                        f"HTTP {resp.status}",
+                        resp.status,
+                        retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
+                        body=await resp.content.read(_ERROR_BODY),
+                    )
                 if resp.content_length is not None and resp.content_length > max_bytes:
                     raise FetchError(FetchProblem.TOO_LARGE, f"Content-Length {resp.content_length} > {max_bytes}")
                 size = 0
