@@ -252,7 +252,8 @@ def _decode_node(cid: bytes, data: bytes) -> _Node:
     """
     try:
         raw = libipld.decode_dag_cbor(data)
-    except (ValueError, TypeError, OverflowError) as err:
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:
+        # RecursionError: libipld's answer to nesting past its depth limit.
         raise _malformed(cid, f"not DAG-CBOR: {err}") from err
     try:
         entries = raw["e"]

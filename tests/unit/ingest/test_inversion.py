@@ -357,3 +357,14 @@ def test_any_block_as_a_node_is_refused_not_crashed_on(value: Any, action: str) 
     )
     with contextlib.suppress(InversionError):
         invert_ops(root, [op], blocks)
+
+
+@pytest.mark.parametrize("depth", [5_000, 100_000])
+def test_a_node_nested_too_deep_for_the_decoder_is_a_malformed_node(depth: int) -> None:
+    # A hostile repo can sign a root (or link a subtree) whose block nests thousands of lists deep:
+    # libipld refuses it with a RecursionError, which used to escape invert_ops.
+    blocks: dict[CID, bytes] = {}
+    root = _store(blocks, b"\xa2\x61e\x80\x61l" + b"\x81" * depth + b"\xf6")
+    with pytest.raises(InversionError) as err:
+        invert_ops(root, [_create("fm.plyr.track/3aaaaaaaaaaaa", _value(1))], blocks)
+    assert err.value.reason is InversionFailure.MALFORMED_NODE
