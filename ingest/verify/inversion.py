@@ -240,8 +240,16 @@ def _new(keys: list[bytes], vals: list[bytes], subs: list[_Node | bytes | None],
     return _Node(keys, vals, subs, pres)
 
 
+def _name(link: bytes) -> str:
+    """A link for an error message: its CID, or its hex when it is not a CID at all."""
+    try:
+        return str(CID(link))
+    except CIDError:
+        return f"0x{link[:40].hex()}"
+
+
 def _malformed(cid: bytes, why: str) -> InversionError:
-    return InversionError(InversionFailure.MALFORMED_NODE, f"node {CID(cid)}: {why}")
+    return InversionError(InversionFailure.MALFORMED_NODE, f"node {_name(cid)}: {why}")
 
 
 def _decode_node(cid: bytes, data: bytes) -> _Node:
@@ -293,7 +301,7 @@ class _Tree:
     def _load(self, cid: bytes) -> _Node:
         data = self._blocks.get(cid)
         if data is None:
-            raise InversionError(InversionFailure.MISSING_BLOCK, f"node {CID(cid)} is not in the slice")
+            raise InversionError(InversionFailure.MISSING_BLOCK, f"node {_name(cid)} is not in the slice")
         if cid[:4] != _NODE_CID_PREFIX or hashlib.sha256(data).digest() != cid[4:]:
             raise _malformed(cid, "the block does not hash to its dag-cbor sha2-256 link")
         return _decode_node(cid, data)

@@ -368,3 +368,20 @@ def test_a_node_nested_too_deep_for_the_decoder_is_a_malformed_node(depth: int) 
     with pytest.raises(InversionError) as err:
         invert_ops(root, [_create("fm.plyr.track/3aaaaaaaaaaaa", _value(1))], blocks)
     assert err.value.reason is InversionFailure.MALFORMED_NODE
+
+
+def test_a_subtree_link_that_is_not_a_cid_is_refused_with_its_reason() -> None:
+    # A node the inversion only passes through is not held to the canonical form, so its subtree
+    # link can be a byte string that is no CID at all; naming it in the error used to raise CIDError.
+    keys = {f"fm.plyr.track/3k{i:011d}": _value(i) for i in range(200)}
+    tree = mst.build(keys)
+    root = dagcbor.decode(tree.blocks[tree.root])
+    child = dagcbor.decode(tree.blocks[root["l"]])
+    assert child["l"] is not None  # the first key sits below the child's left link
+    blocks = dict(tree.blocks)
+    root["l"] = _store(blocks, dagcbor.encode({**child, "l": b"\x01"}))
+    new_root = _store(blocks, dagcbor.encode(root))
+    first = min(keys)
+    with pytest.raises(InversionError) as err:
+        invert_ops(new_root, [_create(first, keys[first])], blocks)
+    assert err.value.reason is InversionFailure.MISSING_BLOCK
