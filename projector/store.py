@@ -32,7 +32,14 @@ from projector.fold.ledger import Decision, LedgerRow, RecordState, decide, next
 from projector.fold.rows import COMMENT, LIKE, LIST, PROFILE, TRACK
 from projector.fold.snapshot import vanished
 from projector.prepare import LogMessage, Prepared, PreparedItem, Validator, prepare
-from schemas.envelope import AccountEvent, IdentityEvent, RecordEvent, SnapshotEvent
+from schemas.envelope import (
+    AccountEvent,
+    IdentityEvent,
+    ModerationAction,
+    ModerationEvent,
+    RecordEvent,
+    SnapshotEvent,
+)
 from schemas.migrate import quote_schema
 
 _TABLES = {TRACK: "tracks", LIKE: "likes", LIST: "lists", COMMENT: "comments"}
@@ -114,6 +121,8 @@ class _Plan:
     # did → (the handle to show: the verified one or None, whether it verified, the PDS origin)
     handles: dict[str, tuple[str | None, bool, str | None]] = field(default_factory=dict)
     statuses: dict[str, tuple[bool, str | None]] = field(default_factory=dict)
+    # did → taken down here (True) or restored (False), by an operator
+    takedowns: dict[str, bool] = field(default_factory=dict)
     dids: set[str] = field(default_factory=set)
     # uris deleted and created again within the batch: their old row is replaced, not updated
     reborn: set[str] = field(default_factory=set)
@@ -314,6 +323,8 @@ class Store:
                             plan.ledger[key] = LedgerRow(row.rev, RecordState.DELETED, None)
             elif isinstance(event, RecordEvent):
                 self._fold_record(item, event, plan, result)
+            elif isinstance(event, ModerationEvent):
+                plan.takedowns[event.did] = event.action is ModerationAction.TAKEDOWN
 
     def _fold_record(self, item: PreparedItem, event: RecordEvent, plan: _Plan, result: BatchResult) -> None:
         key = (event.did, event.collection, event.rkey)
@@ -446,12 +457,12 @@ class Store:
                     touched.add(plan.subjects[uri])
                 if write is not None:
                     touched.add(write[1].subject_uri)
-        if plan.statuses:
+        if hiding := set(plan.statuses) | set(plan.takedowns):
             for r in await conn.fetch(
                 "SELECT uri AS u FROM tracks WHERE did = ANY($1)"
                 " UNION SELECT subject_uri FROM likes WHERE did = ANY($1)"
                 " UNION SELECT subject_uri FROM comments WHERE did = ANY($1)",
-                list(plan.statuses),
+                list(hiding),
             ):
                 touched.add(r["u"])
         found = []
@@ -464,7 +475,7 @@ class Store:
         # batch's like if this one commits after its recount: a narrow race between two projectors that
         # leaves the count one short until the track is next touched (one projector never hits it).
         tracks = {r["uri"] for r in found} | set(plan.writes[TRACK])
-        artists = {uri.split("/")[2] for uri in plan.writes[TRACK]} | set(plan.statuses)
+        artists = {uri.split("/")[2] for uri in plan.writes[TRACK]} | set(plan.statuses) | set(plan.takedowns)
         if locked := plan.dids | artists | {r["did"] for r in found}:
             await conn.execute("SELECT FROM artists WHERE did = ANY($1) ORDER BY did FOR UPDATE", sorted(locked))
         return tracks, artists
@@ -614,6 +625,11 @@ class Store:
             await conn.executemany(
                 "UPDATE artists SET handle = $2, handle_valid = $3, pds = $4, updated_at = now() WHERE did = $1",
                 [(did, *identity) for did, identity in plan.handles.items()],
+            )
+        if plan.takedowns:
+            await conn.executemany(
+                "UPDATE artists SET local_takedown = $2, updated_at = now() WHERE did = $1",
+                list(plan.takedowns.items()),
             )
         if not plan.statuses:
             return

@@ -45,6 +45,14 @@ class Source(StrEnum):
     FIREHOSE = "firehose"
     BACKFILL = "backfill"
     RESYNC = "resync"
+    OPERATOR = "operator"
+
+
+class ModerationAction(StrEnum):
+    """An operator's local decision."""
+
+    TAKEDOWN = "takedown"
+    RESTORE = "restore"
 
 
 class AccountStatus(StrEnum):
@@ -172,9 +180,23 @@ class SnapshotEvent(_Event):
     records: tuple[SnapshotKey, ...] = ()
 
 
+class ModerationEvent(_Event):
+    """An operator of this index takes a repo down here, or restores it (``source`` operator).
+
+    Separate from the repo's upstream status: a takedown here hides the repo's content from every
+    read whatever upstream says, and survives the repo's deactivation and reactivation upstream. It
+    rides the log like everything else, keyed by the repo, so a replay rebuilds it too.
+    """
+
+    kind: Literal["moderation"] = "moderation"
+    action: ModerationAction
+    reason: str | None = Field(default=None, max_length=1024)
+
+
 EventEnvelope = Annotated[
-    RecordEvent | IdentityEvent | AccountEvent | SyncEvent | SnapshotEvent, Field(discriminator="kind")
+    RecordEvent | IdentityEvent | AccountEvent | SyncEvent | SnapshotEvent | ModerationEvent,
+    Field(discriminator="kind"),
 ]
 """Any event on the log; ``kind`` tells which."""
 
-Event = RecordEvent | IdentityEvent | AccountEvent | SyncEvent | SnapshotEvent
+Event = RecordEvent | IdentityEvent | AccountEvent | SyncEvent | SnapshotEvent | ModerationEvent

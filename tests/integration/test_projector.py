@@ -19,7 +19,7 @@ from ingest.producer import KafkaSink, ensure_topic
 from projector import app
 from projector.settings import ProjectorSettings
 from runtime.settings import PlatformSettings
-from schemas.envelope import Event
+from schemas.envelope import Event, ModerationAction
 from tests.fixtures import events as ev
 from tests.fixtures.processes import spawn_cli
 
@@ -436,3 +436,36 @@ async def test_a_snapshot_deletes_what_vanished_and_spares_newer_writes(
     assert await pool.fetchval(f"SELECT track_count FROM {s}.artists WHERE did = $1", A) == 2
     deleted = {r["uri"] for r in await pool.fetch(f"SELECT uri FROM {s}.changes WHERE kind = 'track.deleted'")}
     assert deleted == {uri(A, TRACK, "t2"), uri(A, TRACK, "t5")}
+
+
+async def test_operator_takedowns_ride_the_log_and_recount(
+    kafka_bootstrap: str, database_url: str, pool: asyncpg.Pool, topic: str
+) -> None:
+    t = ev.track("Song")
+    t_uri = uri(A, TRACK, "t1")
+    events: list[Event] = [
+        ev.put(A, TRACK, "t1", 1, t),
+        ev.put(B, "fm.plyr.like", "l1", 2, ev.like(t_uri, ev.cid_of(t))),
+        ev.put(C, "fm.plyr.like", "l2", 3, ev.like(t_uri, ev.cid_of(t))),
+        ev.moderation(B, 4, ModerationAction.TAKEDOWN, "spam"),
+        ev.moderation(A, 5, ModerationAction.TAKEDOWN),
+        ev.moderation(A, 6, ModerationAction.RESTORE),
+        # Upstream reactivation does not lift a takedown made here.
+        ev.account(B, 7, True),
+    ]
+    schema = "proj_mod"
+    await project_all(kafka_bootstrap, database_url, pool, topic, events, schema)
+
+    async def state(s: str) -> tuple[object, ...]:
+        flags = {
+            r["did"]: r["local_takedown"] for r in await pool.fetch(f"SELECT did, local_takedown FROM {s}.artists")
+        }
+        likes = await pool.fetchval(f"SELECT like_count FROM {s}.tracks WHERE uri = $1", t_uri)
+        received = await pool.fetchval(f"SELECT likes_received FROM {s}.artists WHERE did = $1", A)
+        return flags, likes, received
+
+    assert await state(schema) == ({A: False, B: True, C: False}, 1, 1)
+    # A replay rebuilds the same from the log alone.
+    plat = PlatformSettings(kafka_bootstrap=kafka_bootstrap, database_url=database_url, events_topic=topic)
+    await app.rebuild(plat, settings(schema))
+    assert await state(schema) == ({A: False, B: True, C: False}, 1, 1)
