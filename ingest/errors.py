@@ -111,3 +111,43 @@ class IdentityUnavailableError(IdentityError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(IdentityProblem.UNAVAILABLE, detail)
+
+
+class SyncFailure(StrEnum):
+    """Why a repo's backfill or resync failed before its export was read (closed: a metric label and the
+    repo row's reason). Failures of the export itself are :class:`~ingest.repo_export.ExportFailure`."""
+
+    IDENTITY_UNAVAILABLE = "identity_unavailable"  # the PLC directory or did:web host did not answer
+    IDENTITY_INVALID = "identity_invalid"  # no DID document, a bad one, or a DID we cannot resolve
+    NO_PDS = "no_pds"  # the DID document names no PDS, or one we may not contact
+    NO_SIGNING_KEY = "no_signing_key"  # the DID document has no #atproto key we can read
+    RATE_LIMITED = "rate_limited"  # the PDS answered 429: tried again after its Retry-After
+    PDS_UNAVAILABLE = "pds_unavailable"  # no answer, a timeout, a 5xx
+    REPO_UNAVAILABLE = "repo_unavailable"  # a 4xx: RepoNotFound, RepoTakendown, RepoDeactivated, ...
+
+
+class RepoSyncError(IngestError):
+    """A repo could not be backfilled or resynced this time; it stays queued and is tried again later.
+
+    ``failure`` is a :class:`SyncFailure` or an :class:`~ingest.repo_export.ExportFailure`;
+    ``retry_after`` is how long the server asked us to wait, if it said."""
+
+    retriable = True
+
+    def __init__(self, failure: StrEnum, detail: str, *, retry_after: float | None = None) -> None:
+        super().__init__(f"{failure}: {detail}" if detail else str(failure))
+        self.failure = failure
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class DiscoveryError(IngestError):
+    """The relay did not list the repos of a collection (unreachable, refused, a bad answer)."""
+
+    retriable = True
+
+
+class SyncBusyError(IngestError):
+    """Another process (a running ingester, another ``--run``) is processing the backfill queue."""
+
+    retriable = False

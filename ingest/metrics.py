@@ -4,7 +4,9 @@ Labels are the upstream (configured, so bounded), a :class:`~ingest.pipeline.Fra
 :class:`~ingest.errors.DropReason`, and a collection label limited to the collections this index
 knows (anything else is counted as "other", so ``--collections '*'`` cannot explode the series).
 Per-upstream, per-collection event counts are what shows an upstream gone blind to ``fm.plyr.*``
-while another still sees it.
+while another still sees it. Backfill and resync count by :class:`~schemas.envelope.Source`, by a
+:class:`~ingest.backfill.SyncFailure` or :class:`~ingest.repo_export.ExportFailure` value, and by
+collection label; never by DID or PDS host, which are unbounded.
 """
 
 from __future__ import annotations
@@ -92,3 +94,27 @@ class IngestMetrics:
         self.held = Gauge(
             f"{ns}_held_frames", "Frames held until their repo's backfill or resync lands", registry=registry
         )
+        # Backfill and resync (ingest/backfill.py).
+        self.repos_discovered = Counter(
+            f"{ns}_repos_discovered", "Repos listReposByCollection found that were not held yet", registry=registry
+        )
+        self.repo_syncs = Counter(
+            f"{ns}_repo_syncs", "Repo exports delivered to the log, by source", ["source"], registry=registry
+        )
+        self.repo_sync_failures = Counter(
+            f"{ns}_repo_sync_failures",
+            "Repo exports that failed (and will be retried), by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.repo_records = Counter(
+            f"{ns}_repo_records", "Records sent from repo exports", ["collection"], registry=registry
+        )
+        self.repo_record_drops = Counter(
+            f"{ns}_repo_record_drops", "Records of repo exports skipped, by reason", ["reason"], registry=registry
+        )
+        self.repo_export_bytes = Counter(f"{ns}_repo_export_bytes", "Bytes of repo exports fetched", registry=registry)
+        self.repo_rate_limited = Counter(
+            f"{ns}_repo_rate_limited", "429 answers from PDSes and the relay", registry=registry
+        )
+        self.repos_pending = Gauge(f"{ns}_repos_pending", "Repos waiting for a backfill or resync", registry=registry)

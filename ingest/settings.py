@@ -9,15 +9,18 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from runtime.settings import load
 from runtime.urls import UnsafeUrl, parse_url
-from schemas.ids import CollectionFilter
+from schemas.ids import CollectionFilter, is_nsid
 
 DEFAULT_UPSTREAM = "wss://bsky.network"
+# The collections backfill discovery asks the relay about: listReposByCollection takes exact NSIDs.
+PLYR_COLLECTIONS = ("fm.plyr.track", "fm.plyr.like", "fm.plyr.list", "fm.plyr.comment", "fm.plyr.actor.profile")
 
 
 def parse_nameserver(text: str) -> tuple[str, int]:
@@ -84,8 +87,27 @@ class IngestSettings(BaseSettings):
     # Local development and tests only: did:web hosts, handles and PDS endpoints on private or
     # loopback addresses, over plain http.
     allow_private_hosts: bool = False
+    # Backfill and resync (ingest/backfill.py). The relay asked for listReposByCollection (an origin,
+    # trusted like the upstreams); default: the first upstream's host over https.
+    backfill_relay: str | None = None
+    # Comma-separated exact NSIDs discovery asks the relay about.
+    backfill_discover: Annotated[tuple[str, ...], NoDecode] = PLYR_COLLECTIONS
+    backfill_page_limit: int = Field(default=1000, ge=1, le=2000)
+    # Repos exported at once in all, and per PDS (one host's rate limit is not everyone's).
+    backfill_concurrency: int = Field(default=8, ge=1)
+    backfill_per_pds: int = Field(default=2, ge=1)
+    # One getRepo: whole-answer deadline and byte bound; in-scope records per repo.
+    backfill_timeout_s: float = Field(default=300.0, gt=0)
+    backfill_max_export_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    backfill_max_records: int = Field(default=100_000, ge=1)
+    # A failed repo is tried again after a jittered delay doubling from base up to cap (a 429's
+    # Retry-After is honoured, up to cap); the failure is kept in the repo row's reason.
+    backfill_retry_base_s: float = Field(default=5.0, gt=0)
+    backfill_retry_cap_s: float = Field(default=3600.0, gt=0)
+    # How often the worker looks for requests from other processes (plyr-index backfill/resync).
+    backfill_poll_s: float = Field(default=5.0, gt=0)
 
-    @field_validator("upstreams", "dns_nameservers", mode="before")
+    @field_validator("upstreams", "dns_nameservers", "backfill_discover", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
@@ -122,6 +144,27 @@ class IngestSettings(BaseSettings):
             raise ValueError("the PLC directory URL is an origin (https://host[:port])")
         return str(url.origin)
 
+    @field_validator("backfill_relay")
+    @classmethod
+    def _check_relay(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            url = parse_url(value)
+        except UnsafeUrl as err:
+            raise ValueError(str(err)) from err
+        if url.rest not in ("", "/") or url.origin.scheme not in ("http", "https"):
+            raise ValueError("the relay is an http(s) origin (https://host[:port])")
+        return str(url.origin)
+
+    @field_validator("backfill_discover")
+    @classmethod
+    def _check_discover(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for nsid in value:
+            if not is_nsid(nsid):
+                raise ValueError(f"{nsid!r} is not an NSID (discovery takes exact collections)")
+        return value
+
     @field_validator("dns_nameservers")
     @classmethod
     def _check_nameservers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -140,6 +183,16 @@ class IngestSettings(BaseSettings):
     def collection_filter(self) -> CollectionFilter:
         """The parsed collection filter."""
         return CollectionFilter.parse(self.collections)
+
+    @property
+    def relay_url(self) -> str:
+        """Where backfill discovery asks: the relay setting, or the first upstream's host over http(s)."""
+        if self.backfill_relay is not None:
+            return self.backfill_relay
+        upstream = self.upstreams[0]
+        parts = urlsplit(upstream if "://" in upstream else f"wss://{upstream}")
+        scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+        return f"{scheme}://{parts.netloc}"
 
     @property
     def dns_servers(self) -> list[tuple[str, int]]:

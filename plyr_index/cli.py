@@ -15,6 +15,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("plyr_index.up:main", "run the whole system locally: embedded broker, ingest, projector, API"),
     "ingest": ("ingest.__main__:main", "follow firehose upstreams (or a capture) into Kafka"),
     "capture": ("ingest.__main__:capture_main", "record an upstream's raw frames to a file"),
+    "backfill": (
+        "ingest.__main__:backfill_main",
+        "put existing repos' records on the log (discover, --did, --from-car)",
+    ),
+    "resync": ("ingest.__main__:resync_main", "fetch repos again and make the index match them, deletes included"),
     "project": ("projector.__main__:main", "fold the event log into the Postgres read models"),
     "replay": ("projector.__main__:replay_main", "rebuild the read models from offset 0 and swap them in"),
     "serve": ("api.__main__:main", "serve the read API: XRPC queries, live events, audio stream"),
