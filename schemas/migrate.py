@@ -55,8 +55,9 @@ def quote_schema(schema: str) -> str:
     return f'"{schema}"'
 
 
-async def migrate(conn: asyncpg.Connection, set_name: str, schema: str) -> list[str]:
-    """Apply what is missing of ``set_name`` into ``schema``; return the files applied."""
+async def migrate(conn: asyncpg.Connection, set_name: str, schema: str, *, upto: int | None = None) -> list[str]:
+    """Apply what is missing of ``set_name`` into ``schema`` (up to version ``upto`` when given, as a
+    test of a later migration on an older, populated schema needs); return the files applied."""
     quoted = quote_schema(schema)
     migrations = load(set_name)
     applied: list[str] = []
@@ -70,7 +71,7 @@ async def migrate(conn: asyncpg.Connection, set_name: str, schema: str) -> list[
         )
         done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {quoted}.schema_migrations")}
         for m in migrations:
-            if m.version in done:
+            if m.version in done or (upto is not None and m.version > upto):
                 continue
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL search_path TO {quoted}, public")
