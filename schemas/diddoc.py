@@ -12,7 +12,11 @@ Spec: atproto.com/specs/did ("DID Documents"), atproto.com/specs/handle.
   must not get that one tried. It is a claim; it counts only once it resolves back to the DID.
 - Signing key: the verification method with id ``#atproto`` (or ``<did>#atproto``) of type
   ``Multikey``; its ``publicKeyMultibase`` is kept as the multibase string (base58btc, ``z``...),
-  which the signature code decodes. Legacy key types give no key.
+  which the signature code decodes. A method of a legacy type (``EcdsaSecp256k1VerificationKey2019``,
+  ``EcdsaSecp256r1VerificationKey2019``: the curve in the type, the bare point, uncompressed in
+  practice, without a multicodec prefix) is the same key: it is given back in the Multikey form, as
+  atproto's own resolver reads it (``@atproto/identity`` ``getDidKeyFromMultibase``). Older documents
+  and the PLC directory's reference server (``@did-plc/server``) still write that form.
 - PDS: the service with id ``#atproto_pds`` (or ``<did>#atproto_pds``) of type
   ``AtprotoPersonalDataServer``; its ``serviceEndpoint`` string as written. Whether that URL is safe to
   contact is the fetcher's check (``runtime.urls.service_origin``), which ``schemas`` cannot import.
@@ -36,6 +40,12 @@ from schemas.ids import is_did, is_handle
 
 _PDS_TYPE = "AtprotoPersonalDataServer"
 _KEY_TYPE = "Multikey"
+# Legacy verification method type → the multicodec prefix of the Multikey form of its key.
+_LEGACY_KEY_TYPES = {
+    "EcdsaSecp256k1VerificationKey2019": b"\xe7\x01",  # secp256k1-pub
+    "EcdsaSecp256r1VerificationKey2019": b"\x80\x24",  # p256-pub
+}
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 # base58btc multibase; a compressed P-256 or secp256k1 Multikey is 48 characters, this leaves room.
 _MULTIBASE_KEY = re.compile(r"z[1-9A-HJ-NP-Za-km-z]{1,128}")
 # What an unquoted did:web identifier may be: a host name or address, and a port in development.
@@ -131,10 +141,10 @@ def _handle(aliases: list[object]) -> str | None:
     return None
 
 
-def _entry(entries: list[object], ids: tuple[str, str], kind: str) -> dict[str, object] | None:
-    """The first entry whose id is one of ``ids``, of type ``kind``."""
+def _entry(entries: list[object], ids: tuple[str, str], *kinds: str) -> dict[str, object] | None:
+    """The first entry whose id is one of ``ids``, of one of the types ``kinds``."""
     for entry in entries:
-        if isinstance(entry, dict) and entry.get("id") in ids and entry.get("type") == kind:
+        if isinstance(entry, dict) and entry.get("id") in ids and entry.get("type") in kinds:
             return entry
     return None
 
@@ -150,10 +160,40 @@ def _pds(did: str, services: list[object]) -> str | None:
 
 
 def _signing_key(did: str, methods: list[object]) -> str | None:
-    method = _entry(methods, ("#atproto", f"{did}#atproto"), _KEY_TYPE)
+    method = _entry(methods, ("#atproto", f"{did}#atproto"), _KEY_TYPE, *_LEGACY_KEY_TYPES)
     if method is None:
         return None
     key = method.get("publicKeyMultibase")
+    # An uncompressed point is 65 bytes: about 90 base58 characters, within the pattern's bound.
     if not isinstance(key, str) or not _MULTIBASE_KEY.fullmatch(key):
         raise DidDocError(DidDocProblem.MALFORMED, "the #atproto publicKeyMultibase is not a base58btc multibase")
-    return key
+    prefix = _LEGACY_KEY_TYPES.get(str(method.get("type")))
+    return key if prefix is None else _legacy_multikey(key, prefix)
+
+
+def _legacy_multikey(key: str, prefix: bytes) -> str:
+    """The Multikey form of a legacy method's key: the point compressed, behind the curve's multicodec."""
+    point = _b58decode(key[1:])
+    if len(point) == 65 and point[0] == 4:
+        point = bytes([2 | (point[64] & 1)]) + point[1:33]  # SEC1 compression: x, and the parity of y
+    elif not (len(point) == 33 and point[0] in (2, 3)):
+        raise DidDocError(DidDocProblem.MALFORMED, "the #atproto legacy key is not an uncompressed or compressed point")
+    return "z" + _b58encode(prefix + point)
+
+
+def _b58decode(text: str) -> bytes:
+    value = 0
+    for char in text:
+        value = value * 58 + _B58.index(char)  # the pattern admitted only base58 characters
+    zeros = len(text) - len(text.lstrip("1"))
+    return b"\x00" * zeros + value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
+def _b58encode(raw: bytes) -> str:
+    value = int.from_bytes(raw, "big")
+    digits = []
+    while value:
+        value, digit = divmod(value, 58)
+        digits.append(_B58[digit])
+    zeros = len(raw) - len(raw.lstrip(b"\x00"))
+    return "1" * zeros + "".join(reversed(digits))

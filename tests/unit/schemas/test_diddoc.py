@@ -8,7 +8,10 @@ from typing import Any
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from ingest.verify.crypto import KeyAlgorithm, PublicKey
 from schemas.diddoc import DidDocError, DidDocProblem, document_url, load_did_document, parse_did_document
 from tests.fixtures.interop import INTEROP_DIR
 
@@ -69,12 +72,61 @@ def test_missing_pieces_are_none() -> None:
     assert (doc.handle, doc.pds, doc.signing_key) == (None, None, None)
 
 
-def test_only_multikey_is_a_signing_key_and_only_the_pds_type_is_the_pds() -> None:
+def test_only_key_types_are_a_signing_key_and_only_the_pds_type_is_the_pds() -> None:
     raw = real_doc()
-    raw["verificationMethod"][0]["type"] = "EcdsaSecp256k1VerificationKey2019"
+    raw["verificationMethod"][0]["type"] = "JsonWebKey2020"
     raw["service"][0]["type"] = "SomethingElse"
     doc = parse_did_document(DID, raw)
     assert (doc.signing_key, doc.pds) == (None, None)
+
+
+def _legacy(kind: str, key: str) -> dict[str, Any]:
+    raw = real_doc()
+    raw["verificationMethod"] = [{"id": "#atproto", "type": kind, "controller": DID, "publicKeyMultibase": key}]
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("kind", "curve", "algorithm"),
+    [
+        ("EcdsaSecp256k1VerificationKey2019", ec.SECP256K1(), KeyAlgorithm.K256),
+        ("EcdsaSecp256r1VerificationKey2019", ec.SECP256R1(), KeyAlgorithm.P256),
+    ],
+)
+def test_a_legacy_key_is_given_in_the_multikey_form(
+    kind: str, curve: ec.EllipticCurve, algorithm: KeyAlgorithm
+) -> None:
+    # As @did-plc/server writes it: the uncompressed point, base58btc, no multicodec prefix.
+    for _ in range(8):  # both parities of y
+        public = ec.generate_private_key(curve).public_key()
+        uncompressed = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        compressed = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
+        multikey = PublicKey.from_compressed(algorithm, compressed).multibase()
+        assert parse_did_document(DID, _legacy(kind, "z" + _b58(uncompressed))).signing_key == multikey
+        assert parse_did_document(DID, _legacy(kind, "z" + _b58(compressed))).signing_key == multikey
+
+
+def test_the_interop_legacy_keys() -> None:
+    cases = json.loads((INTEROP_DIR / "crypto" / "signature-fixtures.json").read_text())
+    for case in cases:
+        doc = parse_did_document(DID, _legacy(case["didDocSuite"], case["publicKeyMultibase"]))
+        assert doc.signing_key == case["publicKeyDid"].removeprefix("did:key:")
+
+
+@pytest.mark.parametrize("point", [b"\x04" * 64, b"\x05" + b"\x01" * 64, b"\x02" * 32, b"\x01" * 33])
+def test_a_legacy_key_that_is_not_a_point(point: bytes) -> None:
+    with pytest.raises(DidDocError) as caught:
+        parse_did_document(DID, _legacy("EcdsaSecp256k1VerificationKey2019", "z" + _b58(point)))
+    assert caught.value.problem is DidDocProblem.MALFORMED
+
+
+def _b58(raw: bytes) -> str:
+    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+    value, out = int.from_bytes(raw, "big"), ""
+    while value:
+        value, digit = divmod(value, 58)
+        out = alphabet[digit] + out
+    return "1" * (len(raw) - len(raw.lstrip(b"\x00"))) + out
 
 
 @pytest.mark.parametrize(
