@@ -14,8 +14,8 @@ For each ``#commit``/``#sync`` of such a repo the gate decides:
   resync, and puts nothing of the commit on the log.
 
 A repo enters scope with its first commit that touches an in-scope collection: as synchronized if
-that commit is the repo's very first (``since`` absent, so nothing came before), else backfilling,
-since records it wrote before we listened are missing.
+nothing came before it (``since`` absent, or ``prevData`` the empty tree), else backfilling, since
+records it wrote before we listened are missing.
 
 Durability: a repo's new state is written back only once the events of the commit that produced it
 were acknowledged (:meth:`Gate.flush`), so after a crash the frames redelivered from the saved
@@ -39,7 +39,15 @@ from ingest.messages import Commit, Sync
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import FrameOutcome
 from ingest.repo_state import RepoStateStore, RepoStatus, SyncState
-from ingest.verify.commit import RepoState, VerifiedCommit, VerifyError, VerifyFailure, verify_commit, verify_sync
+from ingest.verify.commit import (
+    EMPTY_TREE,
+    RepoState,
+    VerifiedCommit,
+    VerifyError,
+    VerifyFailure,
+    verify_commit,
+    verify_sync,
+)
 from ingest.verify.crypto import KeyFormatError, PublicKey, parse_multikey
 from runtime.logging import get_logger
 
@@ -48,6 +56,7 @@ log = get_logger("ingest.gate")
 # A repo whose signing key cannot be had is held like one being resynced: the resync verifies it.
 KEY_UNAVAILABLE = "key_unavailable"
 HELD_OVERFLOW = "held_overflow"
+_EMPTY_TREE = EMPTY_TREE.raw
 
 
 class Verdict(StrEnum):
@@ -123,7 +132,10 @@ class Gate:
             # A repo enters scope with a commit that has in-scope ops (a #sync says nothing of that).
             if not (isinstance(message, Commit) and outcome.events):
                 return Verdict.UNTRACKED, None
-            first = isinstance(message, Commit) and message.since is None
+            # Nothing came before if the repo is new (no since) or its tree was empty: a new account's
+            # first commit is an empty one (the reference PDS writes it at createAccount); verifying
+            # the commit below proves its ops undo to that empty tree.
+            first = isinstance(message, Commit) and (message.since is None or message.prev_data == _EMPTY_TREE)
             status = RepoStatus(did) if first else self._request(RepoStatus(did), SyncState.BACKFILLING, "new_repo")
             self.repos[did] = status
         if status.state is not SyncState.SYNCHRONIZED:

@@ -20,6 +20,7 @@ from ingest.gate import Gate
 from ingest.identity import VerifiedIdentity
 from ingest.metrics import IngestMetrics
 from ingest.repo_state import PostgresRepoStateStore, RepoStatus, SyncState
+from ingest.verify import mst
 from ingest.verify.crypto import KeyAlgorithm
 from schemas.diddoc import DidDocument
 from schemas.envelope import Event, RecordEvent
@@ -177,3 +178,25 @@ async def test_a_repo_first_seen_mid_history_is_queued_for_backfill(pool: asyncp
         UPSTREAM, repo.commit([Write("create", TRACK, "later", track("later"))], rev=next_tid()), None
     )
     assert rkeys(sink) == ["later"]
+
+
+async def test_a_new_account_after_its_empty_first_commit_passes(pool: asyncpg.Pool) -> None:
+    # The reference PDS opens every account with an empty commit; the first fm.plyr.* commit follows it
+    # (since set, prevData the empty tree): nothing came before, so there is nothing to backfill.
+    repo = SignedRepo("did:plc:gatenewaccountgggggggggggg")
+    ingester, sink, _, _ = await make(pool, repo)
+    await ingester.handle(UPSTREAM, repo.commit([]), None)
+    await ingester.handle(UPSTREAM, repo.commit([Write("create", TRACK, "first", track("first"))]), None)
+    assert rkeys(sink) == ["first"]
+    await ingester.flush_repos()
+    row = await stored(pool, repo.did)
+    assert (row["rev"], row["sync_state"], row["reason"]) == (repo.rev, "synchronized", None)
+    # A repo whose tree held records when we first saw it is still queued (test above); one that lies
+    # about an empty tree fails verification (its ops do not undo to it).
+    liar = SignedRepo("did:plc:gateemptyliarhhhhhhhhhhhhh")
+    liar.load({f"{TRACK}/old": track("old")})
+    liar.data = mst.build({}).root  # the next commit claims an empty tree before it
+    ingester, sink, _, metrics = await make(pool, liar)
+    await ingester.handle(UPSTREAM, liar.commit([Write("create", TRACK, "new", track("new"))]), None)
+    assert rkeys(sink) == []
+    assert metrics.verify_failures.labels("inversion_mismatch")._value.get() == 1
