@@ -53,7 +53,7 @@ def decode(tag: str, cursor: str | None, kinds: tuple[type, ...]) -> tuple[Key, 
         elif kind is float and isinstance(value, int | float) and not isinstance(value, bool):
             out.append(float(value))
         elif (kind is int and isinstance(value, int) and not isinstance(value, bool)) or (
-            kind is str and isinstance(value, str)
+            kind is str and isinstance(value, str) and "\x00" not in value
         ):
             out.append(value)
         else:

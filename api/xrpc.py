@@ -38,6 +38,9 @@ def query_lexicons() -> dict[str, dict[str, Any]]:
 
 
 def _one(name: str, schema: dict[str, Any], raw: str) -> Any:
+    if "\x00" in raw:
+        # Postgres text cannot hold NUL: refused here rather than failing the query with a 500.
+        raise InvalidRequest(f"{name} must not contain NUL characters")
     kind = schema.get("type")
     value: Any = raw
     if kind == "integer":

@@ -1,0 +1,34 @@
+"""Query parameters and page cursors that Postgres cannot take are 400s at the parser, never 500s."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+
+import pytest
+
+from api import cursor
+from api.errors import InvalidRequest
+from api.xrpc import parse_params, query_lexicons
+
+
+def _cursor(*parts: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("nsid", "name"),
+    [("getLatestTracks", "album"), ("search", "q"), ("getArtist", "actor"), ("listArtists", "cursor")],
+)
+def test_a_nul_character_in_a_parameter_is_invalid(nsid: str, name: str) -> None:
+    # Postgres text cannot hold NUL: it used to reach the query and fail it with a 500.
+    with pytest.raises(InvalidRequest) as err:
+        parse_params(query_lexicons()[f"fm.plyr.index.{nsid}"], {name: ["a\x00b"]})
+    assert name in err.value.message
+
+
+def test_a_nul_character_inside_a_cursor_is_malformed() -> None:
+    with pytest.raises(InvalidRequest):
+        cursor.decode("latest", _cursor("latest", "2026-01-01T00:00:00Z", "at://x\x00"), (datetime, str))
+    assert cursor.decode("artists", _cursor("artists", "2026-01-01T00:00:00Z", "at://x"), (datetime, str))
