@@ -17,6 +17,7 @@ from ingest.ipld.cid import CID
 from ingest.repo_export import ExportError, ExportFailure, ExportLimits, RepoExport, export_repo
 from ingest.verify import mst
 from ingest.verify.crypto import KeyAlgorithm, PublicKey
+from schemas.codec import decode, encode
 from schemas.envelope import Action, RecordEvent, SnapshotEvent, Source
 from schemas.ids import CollectionFilter, tid_from_datetime
 from tests.fixtures import events as ev
@@ -94,6 +95,16 @@ def test_an_honest_export_gives_every_in_scope_record_then_the_snapshot(algorith
     assert (out.verified.rev, out.verified.data, out.verified.commit) == (repo.rev, repo.data, parts.root)
     assert out.tree_entries == len(repo.records) == 100
     assert out.drops == [] and out.signature_checked
+
+
+def test_the_events_are_valid_envelopes_through_the_codec() -> None:
+    repo = _repo(KeyAlgorithm.P256)
+    out = _export(repo.export_car(), repo.public_key)
+    for event in out.events:
+        again = decode(encode(event))
+        assert again == event
+        assert type(again) is type(event)
+    assert RecordEvent.model_validate(out.records[0].model_dump()) == out.records[0]
 
 
 def test_the_filter_decides_what_is_kept() -> None:
