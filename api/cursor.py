@@ -17,6 +17,14 @@ from api.errors import InvalidRequest
 Key = str | int | float | datetime
 
 
+class Int32(int):
+    """The kind of a key part read from a 32-bit column (``integer``): a cursor whose part is outside
+    that range is not one this API wrote. A plain ``int`` part is a ``bigint``'s, within int64."""
+
+
+_INT_RANGES: dict[type, tuple[int, int]] = {int: (-(2**63), 2**63 - 1), Int32: (-(2**31), 2**31 - 1)}
+
+
 def _is(kind: type, value: object) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
@@ -52,9 +60,13 @@ def decode(tag: str, cursor: str | None, kinds: tuple[type, ...]) -> tuple[Key, 
             out.append(parsed)
         elif kind is float and isinstance(value, int | float) and not isinstance(value, bool):
             out.append(float(value))
-        elif (kind is int and isinstance(value, int) and not isinstance(value, bool)) or (
-            kind is str and isinstance(value, str) and "\x00" not in value
-        ):
+        elif kind in _INT_RANGES and isinstance(value, int) and not isinstance(value, bool):
+            # Postgres refuses a parameter outside its column's range: that was a 500.
+            low, high = _INT_RANGES[kind]
+            if not low <= value <= high:
+                raise InvalidRequest("malformed cursor")
+            out.append(value)
+        elif kind is str and isinstance(value, str) and "\x00" not in value:
             out.append(value)
         else:
             raise InvalidRequest("malformed cursor")

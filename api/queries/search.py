@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 
 from api import views
 from api.cache import TtlCache
-from api.cursor import decode
+from api.cursor import Int32, decode
 from api.errors import InvalidRequest
 from api.queries.common import ctx, page, track_views, with_cursor
 from api.sql import ARTIST_COLUMNS, LIST_COLUMNS, LISTS, TRACK_COLUMNS, TRACKS
@@ -97,7 +97,7 @@ async def search(request: Request, p: Params) -> dict[str, Any]:
 async def _search(request: Request, p: Params, q: str) -> dict[str, Any]:
     c = ctx(request)
     kinds = [p["type"]] if p["type"] is not None else list(_SOURCES)
-    after = decode("search", p["cursor"], (int, float, str, str))
+    after = decode("search", p["cursor"], (Int32, float, str, str))
     # $2 is named here too: a short query's statement has no trigram class that would type it.
     cond = "WHERE $2::text IS NOT NULL" + ("" if after is None else " AND (class, -sim, kind, key) > ($5, $6, $7, $8)")
     classes = 4 if len(q) >= _TRIGRAM_MIN else 2

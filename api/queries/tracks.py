@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from api import views
-from api.cursor import decode
+from api.cursor import Int32, decode
 from api.errors import NotFound
 from api.queries.common import Where, ctx, page, resolve_actor, track_views, with_cursor
 from api.sql import TRACK_COLUMNS, TRACKS, visible
@@ -39,7 +39,7 @@ async def get_top_tracks(request: Request, p: Params) -> dict[str, Any]:
     c = ctx(request)
     window = p["window"]
     if window == "all":
-        after = decode("top:all", p["cursor"], (int, str))
+        after = decode("top:all", p["cursor"], (Int32, str))
         # tracks_by_likes holds the order (its count is the track's like_count, kept by the same recount).
         cond = "" if after is None else "WHERE (b.like_count, b.uri) < ($2, $3)"
         rows = await c.pool.fetch(
@@ -52,7 +52,7 @@ async def get_top_tracks(request: Request, p: Params) -> dict[str, Any]:
     else:
         # The projector's ranking snapshot for the window; visibility is re-checked at read time.
         tag = f"top:{window}"
-        after = decode(tag, p["cursor"], (int,))
+        after = decode(tag, p["cursor"], (Int32,))
         rows = await c.pool.fetch(
             f"SELECT {TRACK_COLUMNS}, tt.likers, tt.rank FROM top_tracks tt JOIN {TRACKS} ON t.uri = tt.uri"
             " WHERE tt.time_window = $1 AND tt.rank > $2 ORDER BY tt.rank LIMIT $3",

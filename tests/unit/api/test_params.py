@@ -32,3 +32,24 @@ def test_a_nul_character_inside_a_cursor_is_malformed() -> None:
     with pytest.raises(InvalidRequest):
         cursor.decode("latest", _cursor("latest", "2026-01-01T00:00:00Z", "at://x\x00"), (datetime, str))
     assert cursor.decode("artists", _cursor("artists", "2026-01-01T00:00:00Z", "at://x"), (datetime, str))
+
+
+@pytest.mark.parametrize(
+    ("kinds", "parts"),
+    [
+        ((int,), [2**63]),  # a bigint column's key past int64 (activity seq, comment timestampMs)
+        ((int,), [-(2**63) - 1]),
+        ((cursor.Int32, str), [2**31, "at://x"]),  # an integer column's key past int32 (likes, ranks)
+        ((cursor.Int32,), [-(2**31) - 1]),
+    ],
+)
+def test_an_integer_key_outside_its_column_is_malformed(kinds: tuple[type, ...], parts: list[object]) -> None:
+    # Postgres refuses a parameter outside its column's range; such a cursor was a 500.
+    with pytest.raises(InvalidRequest):
+        cursor.decode("t", _cursor("t", *parts), kinds)
+
+
+def test_integer_keys_at_their_column_bounds_decode() -> None:
+    assert cursor.decode("t", _cursor("t", 2**63 - 1), (int,)) == (2**63 - 1,)
+    assert cursor.decode("t", _cursor("t", 2**31 - 1, "u"), (cursor.Int32, str)) == (2**31 - 1, "u")
+    assert cursor.decode("t", cursor.encode("t", 7, "u"), (cursor.Int32, str)) == (7, "u")
