@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 
@@ -57,6 +57,11 @@ def decode(tag: str, cursor: str | None, kinds: tuple[type, ...]) -> tuple[Key, 
                 parsed = None
             if parsed is None or parsed.tzinfo is None:
                 raise InvalidRequest("malformed cursor")
+            try:
+                # The driver sends it in UTC; a time whose UTC falls outside years 1-9999 cannot be.
+                parsed.astimezone(UTC)
+            except OverflowError:
+                raise InvalidRequest("malformed cursor") from None
             out.append(parsed)
         elif kind is float and isinstance(value, int | float) and not isinstance(value, bool):
             out.append(float(value))

@@ -53,3 +53,11 @@ def test_integer_keys_at_their_column_bounds_decode() -> None:
     assert cursor.decode("t", _cursor("t", 2**63 - 1), (int,)) == (2**63 - 1,)
     assert cursor.decode("t", _cursor("t", 2**31 - 1, "u"), (cursor.Int32, str)) == (2**31 - 1, "u")
     assert cursor.decode("t", cursor.encode("t", 7, "u"), (cursor.Int32, str)) == (7, "u")
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_time_key_outside_the_utc_calendar_is_malformed(when: str) -> None:
+    # Python holds these times, but not their UTC, which the driver sends: such a cursor was a 500.
+    with pytest.raises(InvalidRequest):
+        cursor.decode("t", _cursor("t", when, "u"), (datetime, str))
+    assert cursor.decode("t", _cursor("t", "0001-01-01T00:00:00Z", "u"), (datetime, str))
