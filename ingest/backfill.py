@@ -189,6 +189,7 @@ class SyncWorker:
 
     async def _loop(self, max_attempts: int | None) -> dict[str, str]:
         queue: dict[str, RepoStatus] = {}
+        pending_dids: set[str] = set()
         loaded_at = float("-inf")
         max_inflight = self._limits.concurrency * 4
         async with asyncio.TaskGroup() as group:
@@ -200,6 +201,7 @@ class SyncWorker:
                     self._reload = self._finished = False
                     loaded_at = now
                     pending = await self._store.pending()
+                    pending_dids = {s.did for s in pending}
                     queue = {s.did: s for s in pending if s.did not in self._inflight}
                     self.stats.pending = len(pending)
                     self._metrics.repos_pending.set(len(pending))
@@ -215,7 +217,11 @@ class SyncWorker:
                         self._inflight.add(did)
                         group.create_task(self._attempt(status))
                 if max_attempts is not None and not (self._inflight or queue or self._finished or self._reload):
-                    return {did: r.reason for did, r in self._retries.items() if r.attempts >= max_attempts}
+                    return {
+                        did: r.reason
+                        for did, r in self._retries.items()
+                        if r.attempts >= max_attempts and did in pending_dids
+                    }
                 timeout = max(0.0, loaded_at + self._limits.poll_s - now)
                 if waits:
                     timeout = min(timeout, min(waits))
