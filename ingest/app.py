@@ -25,10 +25,18 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from ingest.acks import AckTracker
+from ingest.backfill import SyncLimits, SyncWorker, sync_lock
 from ingest.capture import CaptureWriter, read_frames
 from ingest.cursor import INGEST_SCHEMA, CursorStore, MemoryCursorStore, PostgresCursorStore
 from ingest.dedupe import Deduper
-from ingest.errors import BrokerError, FutureCursorError, UpstreamError, UpstreamHaltedError
+from ingest.errors import (
+    BrokerError,
+    DropReason,
+    FrameTooLargeError,
+    FutureCursorError,
+    UpstreamError,
+    UpstreamHaltedError,
+)
 from ingest.firehose import subscribe
 from ingest.gate import Gate, Verdict
 from ingest.identity import AtprotoIdentityResolver, IdentityResolver, dns_resolver
@@ -36,6 +44,7 @@ from ingest.identity_events import IdentityEvents
 from ingest.metrics import IngestMetrics, collection_label
 from ingest.pipeline import FrameOutcome, process_frame
 from ingest.producer import EventSink, JsonlSink, KafkaSink, ensure_topic
+from ingest.repo_client import RepoClient
 from ingest.repo_state import PostgresRepoStateStore, RepoStatus
 from ingest.settings import IngestSettings
 from runtime.backoff import Backoff
@@ -144,10 +153,12 @@ class Ingester:
             futures = await self._admit(held.upstream, held.outcome)
             _complete_after(held.done, futures)
 
-    async def flush_repos(self) -> None:
-        """Write back repo states whose events were acknowledged, and queued requests."""
-        if self._gate is not None:
-            await self._gate.flush()
+    async def flush_repos(self) -> bool:
+        """Write back repo states whose events were acknowledged, and queued requests; whether any
+        backfill or resync was queued."""
+        if self._gate is None:
+            return False
+        return await self._gate.flush() > 0
 
     async def _send(self, upstream: str, outcome: FrameOutcome) -> list[asyncio.Future[object]]:
         if not outcome.events:
@@ -254,6 +265,13 @@ class UpstreamWorker:
                         await self.tracker.wait_oldest()
                 raise UpstreamError("stream ended")
             except UpstreamError as err:
+                if isinstance(err, FrameTooLargeError):
+                    self._metrics.drops.labels(self.upstream, DropReason.FRAME_TOO_LARGE).inc()
+                    log_.warning("frame_dropped", reason=DropReason.FRAME_TOO_LARGE.value, cursor=cursor)
+                    if cursor is not None:
+                        # From the same cursor the upstream would send it again. Its seq is above the
+                        # cursor and nothing came between: one seq further skips only that frame.
+                        cursor += 1
                 self._metrics.reconnects.labels(self.upstream).inc()
                 delay = backoff.next_delay()
                 log_.warning("upstream_reconnect", error=str(err), cursor=cursor, delay_s=round(delay, 2))
@@ -291,7 +309,12 @@ class UpstreamWorker:
             self._metrics.acked_cursor.labels(self.upstream).set(acked)
 
 
-async def _run_workers(workers: list[UpstreamWorker], ingester: Ingester, flush_interval: float) -> None:
+async def _run_workers(
+    workers: list[UpstreamWorker],
+    ingester: Ingester,
+    flush_interval: float,
+    on_requests: Callable[[], None] | None = None,
+) -> None:
     async def supervise(worker: UpstreamWorker) -> None:
         try:
             await worker.run()
@@ -303,7 +326,8 @@ async def _run_workers(workers: list[UpstreamWorker], ingester: Ingester, flush_
             await asyncio.sleep(flush_interval)
             for worker in workers:
                 await worker.save_cursor()
-            await ingester.flush_repos()
+            if await ingester.flush_repos() and on_requests is not None:
+                on_requests()  # a backfill or resync was just queued: no need to wait for the next poll
 
     flush_task = asyncio.create_task(flusher())
     try:
@@ -364,13 +388,15 @@ async def _serve_upstreams(
     store: CursorStore,
     metrics: IngestMetrics,
     subscribe_fn: SubscribeFn,
+    *,
+    on_requests: Callable[[], None] | None = None,
 ) -> None:
     workers = [
         UpstreamWorker(u, ingester, store, metrics, subscribe_fn, settings.max_inflight_frames)
         for u in settings.upstreams
     ]
     try:
-        await _run_workers(workers, ingester, settings.cursor_flush_interval_s)
+        await _run_workers(workers, ingester, settings.cursor_flush_interval_s, on_requests)
     finally:
         # Whatever ended the run (cancel, halt), store what the broker acknowledged.
         with contextlib.suppress(BrokerError):
@@ -435,8 +461,11 @@ async def run(
                 frames = await replay_file(settings.from_file, ingester, kafka)
             log.info("file_done", frames=frames)
             return 0
-        pool = await stack.enter_async_context(asyncpg.create_pool(platform.database_url, min_size=1, max_size=4))
+        # One more connection than the parts use at once: the sync worker's queue lock holds one.
+        pool = await stack.enter_async_context(asyncpg.create_pool(platform.database_url, min_size=1, max_size=6))
         store = await open_cursor_store(pool)
+        # Backfills and resyncs fetch from PDSes (untrusted hosts) on a session of their own.
+        outbound = await stack.enter_async_context(Outbound(allow_private=settings.allow_private_hosts))
         backoff = Backoff(base=1.0, cap=30.0)
         while True:
             try:
@@ -446,13 +475,53 @@ async def run(
                     # the old producer and must be redone (the gate reloads what was acknowledged).
                     gate = await _open_gate(settings, pool, resolver, metrics)
                     ingester = Ingester(kafka, settings.collection_filter, metrics, Deduper(), pending, gate)
-                    await _serve_upstreams(settings, ingester, store, metrics, subscribe_fn)
+                    if resolver is None:
+                        log.warning("repo_sync_off", reason="identity resolution is off: no PDS to fetch from")
+                        await _serve_upstreams(settings, ingester, store, metrics, subscribe_fn)
+                    else:
+                        worker = SyncWorker(
+                            PostgresRepoStateStore(pool),
+                            resolver,
+                            RepoClient(outbound),
+                            kafka,
+                            collections=settings.collection_filter,
+                            metrics=metrics,
+                            limits=SyncLimits.from_settings(settings),
+                            allow_private=settings.allow_private_hosts,
+                            verify=settings.verify_commits,
+                            on_synced=ingester.release,
+                        )
+                        await _serve_with_sync(settings, ingester, store, metrics, subscribe_fn, worker, pool)
                 log.error("all_upstreams_stopped")
                 return 1
             except* BrokerError as group:
                 delay = backoff.next_delay()
                 log.error("broker_failed_restarting", error=str(group.exceptions[0]), delay_s=round(delay, 2))
                 await asyncio.sleep(delay)
+
+
+async def _serve_with_sync(
+    settings: IngestSettings,
+    ingester: Ingester,
+    store: CursorStore,
+    metrics: IngestMetrics,
+    subscribe_fn: SubscribeFn,
+    worker: SyncWorker,
+    pool: asyncpg.Pool,
+) -> None:
+    """Follow the upstreams with the backfill/resync worker beside them: it takes the queue when no
+    ``plyr-index backfill --run`` holds it, and releases each repo's held frames when it lands."""
+
+    async def sync_forever() -> None:
+        async with sync_lock(pool, schema=INGEST_SCHEMA, wait=True):
+            await worker.run()
+
+    async with asyncio.TaskGroup() as group:
+        sync_task = group.create_task(sync_forever())
+        try:
+            await _serve_upstreams(settings, ingester, store, metrics, subscribe_fn, on_requests=worker.wake)
+        finally:
+            sync_task.cancel()
 
 
 async def _open_resolver(stack: contextlib.AsyncExitStack, settings: IngestSettings) -> IdentityResolver | None:

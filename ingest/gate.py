@@ -26,6 +26,7 @@ it is released and delivered, so the upstream's cursor never passes a held frame
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ class Held:
     upstream: str
     outcome: FrameOutcome
     done: asyncio.Future[object]
+    # when it was held (monotonic seconds)
+    since: float
 
 
 @dataclass(slots=True)
@@ -97,7 +100,9 @@ class Gate:
         *,
         max_clock_skew: timedelta,
         max_held_per_repo: int,
+        max_hold: timedelta = timedelta(minutes=10),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._resolver = resolver
@@ -105,6 +110,8 @@ class Gate:
         self._skew = max_clock_skew
         self._max_held = max_held_per_repo
         self._clock = clock
+        self._max_hold = max_hold.total_seconds()
+        self._monotonic = monotonic
         self.repos: dict[str, RepoStatus] = {}
         self._held: dict[str, deque[Held]] = {}
         self._pending: dict[str, deque[_Pending]] = {}
@@ -216,7 +223,7 @@ class Gate:
 
     def _hold(self, did: str, upstream: str, outcome: FrameOutcome) -> Held:
         queue = self._held.setdefault(did, deque())
-        held = Held(upstream, outcome, asyncio.get_running_loop().create_future())
+        held = Held(upstream, outcome, asyncio.get_running_loop().create_future(), self._monotonic())
         if len(queue) >= self._max_held:
             # Too much arrived while the repo waits: drop the oldest; the repo is resynced again
             # after this export lands, and that later snapshot covers what was dropped.
@@ -231,7 +238,11 @@ class Gate:
     def synced(self, status: RepoStatus) -> list[Held]:
         """A repo's backfill or resync landed at ``status`` (its events acknowledged): take the new
         state, and return its held frames, in order, for the caller to admit again."""
-        overflowed = self.repos.get(status.did, status).reason == HELD_OVERFLOW
+        current = self.repos.get(status.did, status)
+        overflowed = current.reason == HELD_OVERFLOW
+        if current.state is SyncState.SYNCHRONIZED and current.rev is not None and (status.rev or "") < current.rev:
+            # Already past this export (a newer one landed, or the live chain moved on): keep ours.
+            status = current
         self.repos[status.did] = status
         self._pending.pop(status.did, None)
         self._requests.pop(status.did, None)  # the request this export answered
@@ -241,8 +252,10 @@ class Gate:
         self._metrics.held.dec(len(held))
         return held
 
-    async def flush(self) -> None:
-        """Write the requests, and each repo's newest state whose events were all acknowledged."""
+    async def flush(self) -> int:
+        """Write the requests, and each repo's newest state whose events were all acknowledged;
+        return how many requests (backfills, resyncs) were written."""
+        self._expire()
         ready: list[RepoStatus] = []
         for did, queue in list(self._pending.items()):
             newest = None
@@ -253,9 +266,26 @@ class Gate:
             if not queue:
                 del self._pending[did]
         # Requests last: they are newer than any acknowledged state of their repo.
+        requests = len(self._requests)
         ready.extend(self._requests.values())
         self._requests.clear()
         await self._store.save(ready)
+        return requests
+
+    def _expire(self) -> None:
+        """Let go of frames held longer than ``max_hold``, so a repo whose export keeps failing does
+        not stop its upstream's cursor. Safe: the repo is resynced again once its current export
+        lands, and that later snapshot covers what was let go."""
+        deadline = self._monotonic() - self._max_hold
+        for did, queue in self._held.items():
+            expired = 0
+            while queue and queue[0].since < deadline:
+                queue.popleft().done.set_result(None)
+                expired += 1
+            if expired:
+                self._metrics.held.dec(expired)
+                self._metrics.verify_failures.labels(HELD_OVERFLOW).inc(expired)
+                self.repos[did] = self.repos[did].moved(reason=HELD_OVERFLOW)
 
 
 def _cid(text: str | None) -> CID | None:
