@@ -681,3 +681,72 @@ class Store:
                 "UPDATE offsets SET next_offset = $3, updated_at = now() WHERE topic = $1 AND partition = $2",
                 [(self._topic, p, o + 1) for p, o in last.items()],
             )
+
+    # --- Operators: dead letters re-applied after a lexicon fix (driven by projector/dead_letters.py) ---
+
+    async def reapply(self, letters: Sequence[tuple[int, PreparedItem]]) -> ReapplyResult:
+        """Re-apply dead-lettered record versions, each given as (dead letter id, the version prepared
+        again from the log with today's lexicons), in ONE transaction with the batch's rules.
+
+        A version valid now is applied only while the ledger still holds it as the current, invalid
+        version (same rev): its row is written, counts recomputed, change-log rows appended, and its dead
+        letter removed. A version valid now whose record moved on (newer rev) loses its dead letter and
+        changes nothing. One still invalid keeps its dead letter, with today's reason. The ledger rows are
+        locked NOWAIT: this never waits on a projector's batch, so it cannot deadlock with one (a
+        ``LockNotAvailableError`` means "try again")."""
+        result = ReapplyResult()
+        records = [(letter, item, item.event) for letter, item in letters if isinstance(item.event, RecordEvent)]
+        if not records:
+            return result
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SET LOCAL search_path TO {self._schema}, public; {self._settings}")
+            keys = sorted({(e.did, e.collection, e.rkey) for _, _, e in records})
+            ledger = {
+                (r["did"], r["collection"], r["rkey"]): LedgerRow(r["rev"], RecordState(r["state"]), r["cid"])
+                for r in await conn.fetch(
+                    "SELECT r.did, r.collection, r.rkey, r.rev, r.state, r.cid FROM records r"
+                    " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(did, collection, rkey)"
+                    " USING (did, collection, rkey) FOR UPDATE OF r NOWAIT",
+                    *(list(column) for column in zip(*keys, strict=True)),
+                )
+            }
+            plan = _Plan()
+            gone: list[int] = []
+            reasons: list[tuple[int, str]] = []
+            for letter, item, event in records:
+                if item.reason is not None or event.record is None:
+                    reasons.append((letter, item.reason or "not a record version"))
+                    continue
+                gone.append(letter)
+                key = (event.did, event.collection, event.rkey)
+                before = ledger.get(key)
+                if before != LedgerRow(event.rev, RecordState.INVALID, None):
+                    result.superseded += 1
+                    continue
+                ledger[key] = plan.ledger[key] = next_row(event, Decision.UPSERT)
+                plan.changes.record(event, before, Decision.UPSERT, item.row)
+                plan.writes[event.collection][event.uri] = (event, item.row, event.time)
+                plan.dids.add(event.did)
+                result.applied += 1
+            await self._write(conn, plan)
+            await self._append_changes(conn, plan.changes.changes)
+            await conn.execute("DELETE FROM dead_letters WHERE id = ANY($1)", gone)
+            await conn.execute(
+                "UPDATE dead_letters d SET reason = n.reason FROM unnest($1::int8[], $2::text[]) AS n(id, reason)"
+                " WHERE d.id = n.id AND d.reason <> n.reason",
+                [letter for letter, _ in reasons],
+                [reason for _, reason in reasons],
+            )
+        result.still_invalid = len(reasons)
+        result.changes = len(plan.changes.changes)
+        return result
+
+
+@dataclass
+class ReapplyResult:
+    """What :meth:`Store.reapply` did with a batch of dead letters."""
+
+    applied: int = 0
+    superseded: int = 0
+    still_invalid: int = 0
+    changes: int = 0
