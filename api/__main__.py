@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     from api.app import create_app
 
     uvicorn.run(
-        create_app(platform.database_url, settings),
+        create_app(platform.database_url, settings, platform=platform),
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -6,6 +6,7 @@ answered 500 ``InternalServerError`` without internals.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,18 +23,18 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import live, stream
+from api import live, status, stream
+from api.admin import AdminApi
 from api.cache import TtlCache
 from api.errors import XrpcError
 from api.queries import register_all
 from api.responses import json_response
 from api.settings import ApiSettings
 from runtime.logging import get_logger
+from runtime.settings import PlatformSettings
 from schemas.migrate import quote_schema
 
 log = get_logger("api")
-# A projector beats about once a second; silent for this long, it is not counted as running.
-_HEARTBEAT_FRESH_SECONDS = 30.0
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -101,15 +102,29 @@ class RouteMetrics:
                 self.errors.labels(route).inc()
 
 
-def create_app(database_url: str, settings: ApiSettings, registry: CollectorRegistry | None = None) -> FastAPI:
-    """The FastAPI app; the pool opens with the app's lifespan."""
+def create_app(
+    database_url: str,
+    settings: ApiSettings,
+    registry: CollectorRegistry | None = None,
+    *,
+    platform: PlatformSettings | None = None,
+) -> FastAPI:
+    """The FastAPI app; the pool opens with the app's lifespan. With ``settings.admin_token`` the admin
+    API is served too, and ``platform`` names its broker and topic."""
     registry = registry or CollectorRegistry()
+    admin = None
+    if settings.admin_token is not None:
+        if platform is None:
+            raise ValueError("the admin API needs the platform settings (broker and events topic)")
+        admin = AdminApi(settings.admin_token.get_secret_value(), settings, platform, registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_pool(database_url, settings) as pool:
+        async with open_pool(database_url, settings) as pool, contextlib.AsyncExitStack() as stack:
             app.state.pool = pool
-            log.info("api_start", schema=settings.schema_name)
+            if admin is not None:
+                await stack.enter_async_context(admin.producer)
+            log.info("api_start", schema=settings.schema_name, admin=admin is not None)
             yield
 
     app = FastAPI(
@@ -135,7 +150,7 @@ def create_app(database_url: str, settings: ApiSettings, registry: CollectorRegi
 
     @app.exception_handler(XrpcError)
     async def xrpc_error(request: Request, err: XrpcError) -> Response:
-        return json_response(err.body(), err.status)
+        return json_response(err.body(), err.status, err.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> Response:
@@ -160,6 +175,8 @@ def create_app(database_url: str, settings: ApiSettings, registry: CollectorRegi
     app.include_router(router)
     app.include_router(live.router)
     app.include_router(stream.router)
+    if admin is not None:
+        app.include_router(admin.router)
     _add_operational(app, registry, settings)
     return app
 
@@ -172,20 +189,10 @@ def _add_operational(app: FastAPI, registry: CollectorRegistry, settings: ApiSet
     @app.get("/ready", include_in_schema=False)
     async def ready(request: Request) -> Response:
         """Ready when the database answers and a projector beat recently with a lag under the limit."""
-        try:
-            row = await request.app.state.pool.fetchrow(
-                "SELECT max(lag_seconds) AS lag, count(*) AS projectors FROM projector_heartbeats"
-                " WHERE beat_at > now() - make_interval(secs => $1)",
-                _HEARTBEAT_FRESH_SECONDS,
-            )
-        except (OSError, asyncpg.PostgresError) as err:
-            return json_response({"status": "unavailable", "reason": f"database: {type(err).__name__}"}, 503)
-        if not row["projectors"]:
-            return json_response({"status": "unavailable", "reason": "no projector has reported lately"}, 503)
-        lag = float(row["lag"])
-        if lag > settings.ready_max_lag_seconds:
-            return json_response({"status": "unavailable", "reason": "projector lag", "lagSeconds": lag}, 503)
-        return json_response({"status": "ready", "lagSeconds": lag, "projectors": row["projectors"]})
+        code, body = await status.readiness(
+            request.app.state.pool, settings.schema_name, settings.ready_max_lag_seconds
+        )
+        return json_response(body, code)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:

@@ -13,9 +13,11 @@ class XrpcError(Exception):
     status = 400
     error = "InvalidRequest"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # Response headers the error needs (WWW-Authenticate, Retry-After).
+        self.headers = headers
 
     def body(self) -> dict[str, str]:
         """The response body."""
@@ -38,6 +40,20 @@ class PaymentRequired(XrpcError):
 
     status = 402
     error = "SupporterOnly"
+
+
+class AuthenticationRequired(XrpcError):
+    """No credentials, or wrong ones (the admin API's bearer token)."""
+
+    status = 401
+    error = "AuthenticationRequired"
+
+
+class RateLimitExceeded(XrpcError):
+    """Too many failed attempts from this address; ``Retry-After`` says when to try again."""
+
+    status = 429
+    error = "RateLimitExceeded"
 
 
 class Unavailable(XrpcError):

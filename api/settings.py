@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from runtime.settings import load
@@ -50,6 +50,8 @@ class ApiSettings(BaseSettings):
     plc_url: str = "https://plc.directory"
     # Supporter-gated tracks: None means no public redirect (402).
     gated_audio: str | None = Field(default=None, pattern=r"^(presign)$")
+    # The admin API (api/admin.py) is served only when this is set: the bearer token operators send.
+    admin_token: SecretStr | None = Field(default=None, min_length=16)
 
     @field_validator("cors_origins", "trusted_cdn_origins", mode="before")
     @classmethod

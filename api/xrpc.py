@@ -1,16 +1,19 @@
-"""XRPC queries driven by their lexicons: the lexicon is the one place a query's parameters and output
-are defined. Parameters are parsed and checked against it here (a bad one is a 400 InvalidRequest
-naming it), and the OpenAPI operation is generated from it, so the two cannot drift.
+"""XRPC queries and procedures driven by their lexicons: the lexicon is the one place a method's
+parameters, input and output are defined. Parameters and input are parsed and checked against it here
+(a bad one is a 400 InvalidRequest naming it), and the OpenAPI operation is generated from it, so the
+two cannot drift. The admin methods (``fm.plyr.index.admin.*``, api/admin.py) are kept apart from the
+public queries: they are served only when an admin token is configured.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
+from fastapi.params import Depends
 from fastapi.responses import Response
 
 from api.errors import InvalidRequest
@@ -20,7 +23,11 @@ Params = dict[str, Any]
 Handler = Callable[[Request, Params], Awaitable[dict[str, Any]]]
 
 NAMESPACE = "fm.plyr.index."
+# The operators' methods (api/admin.py): served only when an admin token is configured.
+ADMIN_NAMESPACE = "fm.plyr.index.admin."
 _CATALOG = Catalog.builtin()
+# Largest procedure input read (the admin procedures take a DID and a reason).
+_MAX_INPUT_BYTES = 64 * 1024
 
 
 def catalog() -> Catalog:
@@ -29,12 +36,28 @@ def catalog() -> Catalog:
 
 
 def query_lexicons() -> dict[str, dict[str, Any]]:
-    """NSID → the main def of each query of the index's namespace."""
+    """NSID → the main def of each public query of the index's namespace (the admin ones apart)."""
     return {
         nsid: doc["defs"]["main"]
         for nsid, doc in _CATALOG.documents.items()
-        if nsid.startswith(NAMESPACE) and doc["defs"].get("main", {}).get("type") == "query"
+        if nsid.startswith(NAMESPACE)
+        and not nsid.startswith(ADMIN_NAMESPACE)
+        and doc["defs"].get("main", {}).get("type") == "query"
     }
+
+
+def admin_lexicons() -> dict[str, dict[str, Any]]:
+    """NSID → the main def of each admin query and procedure."""
+    return {
+        nsid: doc["defs"]["main"]
+        for nsid, doc in _CATALOG.documents.items()
+        if nsid.startswith(ADMIN_NAMESPACE) and doc["defs"].get("main", {}).get("type") in ("query", "procedure")
+    }
+
+
+def _main(nsid: str) -> dict[str, Any]:
+    definition: dict[str, Any] = _CATALOG.documents[nsid]["defs"]["main"]
+    return definition
 
 
 def _one(name: str, schema: dict[str, Any], raw: str) -> Any:
@@ -155,9 +178,18 @@ def openapi_operation(nsid: str, definition: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def add_query(router: APIRouter, nsid: str, handler: Handler, cache: str | None = None) -> None:
-    """Serve ``GET /xrpc/<nsid>`` with ``handler``; ``cache`` is the Cache-Control of a success."""
-    definition = query_lexicons()[nsid]
+def add_query(
+    router: APIRouter,
+    nsid: str,
+    handler: Handler,
+    cache: str | None = None,
+    *,
+    dependencies: Sequence[Depends] = (),
+    responses: dict[str, Any] | None = None,
+) -> None:
+    """Serve ``GET /xrpc/<nsid>`` with ``handler``; ``cache`` is the Cache-Control of a success;
+    ``dependencies`` run first (the admin token), ``responses`` add to the OpenAPI answers."""
+    definition = _main(nsid)
 
     async def endpoint(request: Request) -> Response:
         raw: dict[str, list[str]] = {}
@@ -172,11 +204,64 @@ def add_query(router: APIRouter, nsid: str, handler: Handler, cache: str | None 
             return Response(status_code=304, headers=headers)
         return Response(body, media_type="application/json", headers=headers)
 
+    operation = openapi_operation(nsid, definition)
+    operation["responses"].update(responses or {})
     router.add_api_route(
         f"/xrpc/{nsid}",
         endpoint,
         methods=["GET"],
         name=nsid,
         summary=definition.get("description"),
-        openapi_extra=openapi_operation(nsid, definition),
+        openapi_extra=operation,
+        dependencies=list(dependencies),
+    )
+
+
+def add_procedure(
+    router: APIRouter,
+    nsid: str,
+    handler: Handler,
+    *,
+    dependencies: Sequence[Depends] = (),
+    responses: dict[str, Any] | None = None,
+) -> None:
+    """Serve ``POST /xrpc/<nsid>`` with ``handler``, its JSON input checked against the lexicon's
+    ``input`` schema first (unknown properties refused, as unknown query parameters are)."""
+    definition = _main(nsid)
+    schema = definition["input"]["schema"]
+    known = set(schema.get("properties", {}))
+
+    async def endpoint(request: Request) -> Response:
+        raw = await request.body()
+        if len(raw) > _MAX_INPUT_BYTES:
+            raise InvalidRequest("input too large")
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidRequest("input must be a JSON object") from None
+        if not isinstance(body, dict):
+            raise InvalidRequest("input must be a JSON object")
+        unknown = sorted(set(body) - known)
+        if unknown:
+            raise InvalidRequest(f"unknown property {unknown[0]!r}")
+        checked = validate_value(_CATALOG, schema, body, nsid)
+        if isinstance(checked, Invalid):
+            raise InvalidRequest(f"{checked.path}: {checked.reason}")
+        out = orjson.dumps(await handler(request, body))
+        return Response(out, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+    operation = openapi_operation(nsid, {**definition, "parameters": {}})
+    operation["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": to_json_schema(schema, nsid)}},
+    }
+    operation["responses"].update(responses or {})
+    router.add_api_route(
+        f"/xrpc/{nsid}",
+        endpoint,
+        methods=["POST"],
+        name=nsid,
+        summary=definition.get("description"),
+        openapi_extra=operation,
+        dependencies=list(dependencies),
     )
