@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("api.__main__:main", "serve the read API: XRPC queries, live events, audio stream"),
     "mirror": ("api.mirror:mirror_main", "copy PDS-only audio blobs into the bucket (checked against their CIDs)"),
     "migrate": ("plyr_index.migrate_cmd:main", "apply the database migrations"),
+    "status": ("plyr_index.operate:status_main", "the whole pipeline on one screen: cursors, lag, dead letters, API"),
+    "takedown": ("plyr_index.operate:takedown_main", "take a repo down in this index (a moderation event on the log)"),
+    "restore": ("plyr_index.operate:restore_main", "lift this index's takedown of a repo"),
+    "dead-letters": ("plyr_index.operate:dead_letters_main", "list dead letters, or re-apply them after a lexicon fix"),
 }
 
 
