@@ -23,6 +23,7 @@ class DropReason(StrEnum):
     RECORD_UNDECODABLE = "record_undecodable"  # the block is not strict DAG-CBOR
     INVALID_FIELD = "invalid_field"  # DID, path, rev, handle or time fails atproto syntax
     ERROR_FRAME = "error_frame"  # an op -1 frame other than the ones with their own handling
+    FRAME_TOO_LARGE = "frame_too_large"  # over INGEST_MAX_FRAME_BYTES: refused unread, then stepped past
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,11 @@ class UpstreamError(IngestError):
     """The upstream connection failed or stalled; reconnect with backoff."""
 
     retriable = True
+
+
+class FrameTooLargeError(UpstreamError):
+    """The upstream sent a frame over the size limit, and the connection was closed (1009) before
+    reading it. From the same cursor the upstream would send it again: the caller steps past it."""
 
 
 class FutureCursorError(IngestError):

@@ -3,8 +3,10 @@
 ``subscribe`` opens ``com.atproto.sync.subscribeRepos`` with an optional ``cursor`` and yields each
 binary frame as it arrives; ``recv()`` is awaited only when the consumer asks for the next frame, so
 backpressure reaches the socket. A stream silent for ``stall_timeout`` seconds, a dropped
-connection or a refused handshake raise :class:`~ingest.errors.UpstreamError`; reconnecting (with
-backoff, from the right cursor) is the caller's job.
+connection or a refused handshake raise :class:`~ingest.errors.UpstreamError`; a frame over
+``max_frame_bytes`` closes the connection unread and raises its subclass
+:class:`~ingest.errors.FrameTooLargeError`. Reconnecting (with backoff, from the right cursor) is the
+caller's job.
 
 Spec: atproto.com/specs/event-stream.
 """
@@ -17,8 +19,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import websockets
 from websockets.asyncio.client import connect
+from websockets.frames import CloseCode
 
-from ingest.errors import UpstreamError
+from ingest.errors import FrameTooLargeError, UpstreamError
 
 SUBSCRIBE_PATH = "/xrpc/com.atproto.sync.subscribeRepos"
 
@@ -69,6 +72,9 @@ async def subscribe(
     except websockets.ConnectionClosedOK as err:
         raise UpstreamError(f"closed by upstream: {err.rcvd}") from err
     except websockets.ConnectionClosed as err:
+        if err.sent is not None and err.sent.code == CloseCode.MESSAGE_TOO_BIG:
+            # We closed it: the next frame is over max_frame_bytes (websockets refuses it unread).
+            raise FrameTooLargeError(f"frame over {max_frame_bytes} bytes: {err}") from err
         raise UpstreamError(f"connection lost: {err}") from err
     except (OSError, websockets.InvalidHandshake, websockets.InvalidURI, TimeoutError) as err:
         raise UpstreamError(f"cannot connect to {url}: {err}") from err
