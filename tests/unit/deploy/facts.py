@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 from pydantic_settings import BaseSettings
@@ -125,10 +126,16 @@ def _paths(routes: Iterable[object]) -> Iterator[str]:
 
 
 @cache
+def full_api(registry: CollectorRegistry) -> FastAPI:
+    """The API app with every route and metric, the admin API's included (served when API_ADMIN_TOKEN is
+    set); create_app builds them without opening the pool or the broker."""
+    settings = ApiSettings(admin_token="an-admin-token-for-the-facts")
+    return create_app("postgresql://unused@127.0.0.1/unused", settings, registry, platform=PlatformSettings())
+
+
 def api_routes() -> frozenset[str]:
-    """The API's route paths, included routers' too (create_app builds them without opening the pool)."""
-    app = create_app("postgresql://unused@127.0.0.1/unused", ApiSettings(), CollectorRegistry())
-    return frozenset(_paths(app.routes))
+    """The API's route paths, included routers' too."""
+    return frozenset(_paths(full_api(CollectorRegistry()).routes))
 
 
 @dataclass(frozen=True)
@@ -167,7 +174,7 @@ def metric_families() -> tuple[Family, ...]:
     ingest, projector, api = CollectorRegistry(), CollectorRegistry(), CollectorRegistry()
     IngestMetrics(ingest)
     ProjectorMetrics(projector)
-    app = create_app("postgresql://unused@127.0.0.1/unused", ApiSettings(), api)
+    app = full_api(api)
     # Middleware (the per-route metrics) is built on the first request; build it now.
     app.middleware_stack = app.build_middleware_stack()
     return tuple(_families(ingest, "ingest") + _families(projector, "projector") + _families(api, "api"))

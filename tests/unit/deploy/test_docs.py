@@ -83,7 +83,7 @@ def test_what_the_prose_names_exists(guide: str) -> None:
     assert settings, "the guide names no setting"
     assert settings <= set(facts.settings_by_env()), sorted(settings - set(facts.settings_by_env()))
     # "plyr-index <command>", not the namespace in "kubectl -n plyr-index logs".
-    commands = set(re.findall(r"(?<!-n )(?<![\w/-])plyr-index ([a-z]+)\b", code))
+    commands = set(re.findall(r"(?<!-n )(?<![\w/-])plyr-index ([a-z]+(?:-[a-z]+)*)\b", code))
     assert commands <= facts.commands(), sorted(commands - facts.commands())
     assert {"replay", "migrate", "ingest", "project", "serve"} <= commands
     exposed = facts.exposed_metrics()
