@@ -173,7 +173,7 @@ class EventProducer:
 
     async def __aenter__(self) -> Self:
         try:
-            await self._start()
+            await self._start(deadline=5)
         except Unavailable as err:
             log.warning("admin_producer_not_started", error=err.message)
         return self
@@ -185,7 +185,7 @@ class EventProducer:
         if producer is not None:
             await producer.stop()
 
-    async def _start(self) -> AIOKafkaProducer:
+    async def _start(self, deadline: float = 15) -> AIOKafkaProducer:
         async with self._lock:
             if self._producer is not None:
                 return self._producer
@@ -198,7 +198,7 @@ class EventProducer:
                 request_timeout_ms=10_000,
             )
             try:
-                async with asyncio.timeout(15):
+                async with asyncio.timeout(deadline):
                     await producer.start()
             except (KafkaError, TimeoutError, OSError) as err:
                 await producer.stop()

@@ -464,3 +464,26 @@ async def test_status_shows_every_part_and_says_what_is_missing(
     code, out, err = await run_cli(env, "status", "--schema", "ops_nothing_here", "--api", missing_api)
     assert code == 0, err
     assert "projectors: absent" in out and "no projector offsets in this schema" in out
+
+
+async def test_admin_api_without_a_broker_starts_and_answers_503_for_takedowns(
+    database_url: str, pool: asyncpg.Pool, topic: str
+) -> None:
+    schema = "ops_nobroker"
+    async with pool.acquire() as conn:
+        await migrate(conn, "read", schema)
+    nowhere = PlatformSettings(
+        kafka_bootstrap=f"127.0.0.1:{free_port()}", database_url=database_url, events_topic=topic
+    )
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with (
+        serving(database_url, schema, token=TOKEN, platform=nowhere) as base,
+        httpx.AsyncClient(base_url=base, timeout=60) as client,
+    ):
+        assert (await client.get("/health")).status_code == 200
+        r = await client.post(ADMIN + "takedownRepo", json={"did": A}, headers=auth)
+        assert r.status_code == 503 and r.json()["error"] == "Unavailable", r.text
+        r = await client.get(ADMIN + "getStatus", headers=auth)
+        assert r.status_code == 200, r.text
+        check_output("getStatus", r.json())
+        assert r.json()["broker"]["state"] == "unavailable" and r.json()["database"] == {"reachable": True}
