@@ -27,6 +27,7 @@ from api import live, status, stream
 from api.admin import AdminApi
 from api.cache import TtlCache
 from api.errors import XrpcError
+from api.limits import RequestLimits
 from api.queries import register_all
 from api.responses import json_response
 from api.settings import ApiSettings
@@ -137,6 +138,16 @@ def create_app(
     app.state.registry = registry
     app.state.stream_redirects = stream.stream_metrics(registry)
     app.state.search_cache = TtlCache[tuple[object, ...], dict[str, object]](settings.search_cache_seconds, 10_000)
+    # Inside RouteMetrics (added first): a refused request is counted there too, as unmatched (it is
+    # refused before routing), and by reason in plyr_api_limited.
+    app.add_middleware(
+        RequestLimits,
+        rate=settings.rate_limit_per_second,
+        burst=settings.rate_limit_burst,
+        max_query_bytes=settings.max_query_bytes,
+        max_body_bytes=settings.max_body_bytes,
+        registry=registry,
+    )
     app.add_middleware(RouteMetrics, registry=registry)
     if settings.cors_origins:
         app.add_middleware(

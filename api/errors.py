@@ -56,6 +56,13 @@ class RateLimitExceeded(XrpcError):
     error = "RateLimitExceeded"
 
 
+class PayloadTooLarge(XrpcError):
+    """A request body over the limit (api/limits.py)."""
+
+    status = 413
+    error = "PayloadTooLarge"
+
+
 class Unavailable(XrpcError):
     """A dependency (database, upstream) cannot answer now."""
 

@@ -35,6 +35,13 @@ class ApiSettings(BaseSettings):
     ready_max_lag_seconds: float = Field(default=300.0, gt=0)
     # How long a search page may be served from memory (0: never).
     search_cache_seconds: float = Field(default=10.0, ge=0)
+    # Requests per second per client address, with bursts up to rate_limit_burst (0: no limit). The
+    # address is the connection's, or the forwarded one uvicorn was told to trust behind a proxy.
+    rate_limit_per_second: float = Field(default=50.0, ge=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+    # A longer query string gets 414; a larger request body 413.
+    max_query_bytes: int = Field(default=8192, ge=256)
+    max_body_bytes: int = Field(default=65536, ge=1024)
     pool_min: int = Field(default=2, ge=1)
     pool_max: int = Field(default=10, ge=1)
     # A track's audioUrl is redirected to only when its origin (scheme://host[:port]) is one of these.

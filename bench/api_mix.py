@@ -86,7 +86,10 @@ def serve_app() -> FastAPI:
 
 def settings(public_url: str) -> ApiSettings:
     """The API's settings over the benchmark schema (audio on a trusted CDN, so streams redirect)."""
-    return ApiSettings(schema_name=SCHEMA, public_url=public_url, trusted_cdn_origins=(CDN_ORIGIN,))
+    # One load generator is one client address: the per-client rate limit would measure itself.
+    return ApiSettings(
+        schema_name=SCHEMA, public_url=public_url, trusted_cdn_origins=(CDN_ORIGIN,), rate_limit_per_second=0
+    )
 
 
 # --- recording the API's statements ----------------------------------------------------------------

@@ -51,7 +51,14 @@ async def read_schema(database_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 async def client(read_schema: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = ApiSettings(schema_name=SCHEMA, pool_min=1, pool_max=2, trusted_cdn_origins=("https://cdn.example",))
+    # The fuzzer is one client sending as fast as it can: the rate limit is tested in test_limits.py.
+    settings = ApiSettings(
+        schema_name=SCHEMA,
+        pool_min=1,
+        pool_max=2,
+        trusted_cdn_origins=("https://cdn.example",),
+        rate_limit_per_second=0,
+    )
     app = create_app(read_schema, settings, CollectorRegistry())
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
