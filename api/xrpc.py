@@ -106,27 +106,33 @@ def parse_params(definition: dict[str, Any], query: Mapping[str, list[str]]) -> 
     return out
 
 
-def to_json_schema(schema: dict[str, Any], context: str, depth: int = 0) -> dict[str, Any]:
-    """A lexicon schema as OpenAPI's JSON Schema (refs inlined; cycles cut at depth 8)."""
+def to_json_schema(schema: dict[str, Any], context: str, within: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A lexicon schema as OpenAPI's JSON Schema, refs inlined.
+
+    Only a real cycle is cut (a ref already expanded on the path down becomes ``{}``, which constrains
+    nothing): a cut by depth turned the strings of deep views into ``{"type": "object"}``, declaring
+    every conforming response invalid. A union is ``anyOf``: its variants may overlap.
+    """
     kind = schema.get("type")
     doc = {"description": schema["description"]} if "description" in schema else {}
-    if depth > 8:
-        return {"type": "object", **doc}
     if kind == "ref":
         ref = schema["ref"]
         target = ref.split("#")[0] or context
-        return to_json_schema(_CATALOG.resolve(ref, context), target, depth + 1)
+        qualified = f"{target}#{ref.split('#', 1)[1] if '#' in ref else 'main'}"
+        if qualified in within:
+            return doc
+        return to_json_schema(_CATALOG.resolve(ref, context), target, within | {qualified})
     if kind == "union":
-        refs = [to_json_schema({"type": "ref", "ref": r}, context, depth + 1) for r in schema.get("refs", [])]
-        return {"oneOf": refs, **doc}
+        refs = [to_json_schema({"type": "ref", "ref": r}, context, within) for r in schema.get("refs", [])]
+        return {"anyOf": refs, **doc}
     if kind == "object":
-        props = {k: to_json_schema(v, context, depth + 1) for k, v in schema.get("properties", {}).items()}
+        props = {k: to_json_schema(v, context, within) for k, v in schema.get("properties", {}).items()}
         out: dict[str, Any] = {"type": "object", "properties": props, **doc}
         if schema.get("required"):
             out["required"] = list(schema["required"])
         return out
     if kind == "array":
-        return {"type": "array", "items": to_json_schema(schema["items"], context, depth + 1), **doc}
+        return {"type": "array", "items": to_json_schema(schema["items"], context, within), **doc}
     if kind == "integer":
         out = {"type": "integer", **doc}
         for lex, js in (("minimum", "minimum"), ("maximum", "maximum"), ("default", "default")):
