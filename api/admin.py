@@ -10,6 +10,8 @@ is set (:func:`api.app.create_app`).
 - ``takedownRepo`` / ``restoreRepo`` put an operator's moderation event on the log (keyed by the DID,
   like everything else), so the projector applies it in order and a replay keeps it; the answer waits
   for the broker's acknowledgement and names where the event is.
+- ``takedownRecord`` / ``restoreRecord`` do the same for one record (named by its AT-URI with the repo's
+  DID): the projector holds its rows aside until the restore.
 - ``requestBackfill`` / ``requestResync`` queue the repo in ``plyr_ingest.repos`` for the ingester's
   sync worker.
 - ``listDeadLetters`` pages the dead letters; ``getStatus`` is what ``plyr-index status`` shows.
@@ -38,13 +40,14 @@ from prometheus_client import CollectorRegistry, Counter
 
 from api import status
 from api.cursor import decode, encode
-from api.errors import AuthenticationRequired, RateLimitExceeded, Unavailable
+from api.errors import AuthenticationRequired, InvalidRequest, RateLimitExceeded, Unavailable
 from api.settings import ApiSettings
 from api.xrpc import ADMIN_NAMESPACE, Params, add_procedure, add_query
 from runtime.logging import get_logger
 from runtime.settings import PlatformSettings
 from schemas.codec import encode as encode_event
 from schemas.envelope import ModerationAction, ModerationEvent, Source
+from schemas.ids import is_did, parse_at_uri
 from schemas.topics import key_for
 
 log = get_logger("api.admin")
@@ -243,6 +246,13 @@ class AdminApi:
         ns = ADMIN_NAMESPACE
         for name, action in (("takedownRepo", ModerationAction.TAKEDOWN), ("restoreRepo", ModerationAction.RESTORE)):
             add_procedure(self.router, ns + name, self._moderate(action), dependencies=deps, responses=_RESPONSES)
+        for name, action in (
+            ("takedownRecord", ModerationAction.TAKEDOWN),
+            ("restoreRecord", ModerationAction.RESTORE),
+        ):
+            add_procedure(
+                self.router, ns + name, self._moderate_record(action), dependencies=deps, responses=_RESPONSES
+            )
         add_procedure(
             self.router, ns + "requestBackfill", self._queue("backfilling"), dependencies=deps, responses=_RESPONSES
         )
@@ -267,6 +277,28 @@ class AdminApi:
             partition, offset = await self.producer.send(event)
             log.info("admin_moderation", did=event.did, action=action.value, partition=partition, offset=offset)
             return {"did": event.did, "action": action.value, "partition": partition, "offset": offset}
+
+        return handler
+
+    def _moderate_record(self, action: ModerationAction) -> Callable[[Request, Params], Any]:
+        async def handler(request: Request, p: Params) -> dict[str, Any]:
+            uri = p["uri"]
+            parts = parse_at_uri(uri)
+            if parts is None or parts.collection is None or parts.rkey is None or not is_did(parts.authority):
+                raise InvalidRequest(f"{uri!r} does not name a record by its repo's DID (at://DID/COLLECTION/RKEY)")
+            event = ModerationEvent(
+                did=parts.authority,
+                upstream="operator:admin-api",
+                time=datetime.now(UTC),
+                source=Source.OPERATOR,
+                action=action,
+                reason=p.get("reason"),
+                collection=parts.collection,
+                rkey=parts.rkey,
+            )
+            partition, offset = await self.producer.send(event)
+            log.info("admin_moderation", uri=uri, action=action.value, partition=partition, offset=offset)
+            return {"uri": uri, "action": action.value, "partition": partition, "offset": offset}
 
         return handler
 

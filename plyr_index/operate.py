@@ -24,7 +24,7 @@ import orjson
 from runtime.lifecycle import run_until_signalled
 from runtime.logging import configure
 from runtime.settings import PlatformSettings, SettingsError, load_platform
-from schemas.ids import is_did
+from schemas.ids import is_did, parse_at_uri
 
 
 def _say(text: str, *, err: bool = False) -> None:
@@ -55,12 +55,12 @@ def _schema(prog: str, given: str | None) -> str | None:
 
 
 def takedown_main(argv: list[str] | None = None) -> int:
-    """``plyr-index takedown DID [--reason R]``."""
+    """``plyr-index takedown DID|AT-URI [--reason R]``."""
     return _moderation_main("takedown", argv)
 
 
 def restore_main(argv: list[str] | None = None) -> int:
-    """``plyr-index restore DID [--reason R]``."""
+    """``plyr-index restore DID|AT-URI [--reason R]``."""
     return _moderation_main("restore", argv)
 
 
@@ -68,25 +68,37 @@ def _moderation_main(command: str, argv: list[str] | None) -> int:
     from schemas.envelope import ModerationAction, ModerationEvent, Source
 
     prog = f"plyr-index {command}"
-    what = "hide a repo's content from every read of this index" if command == "takedown" else "lift a takedown"
+    what = (
+        "hide a repo's content, or one record, from every read of this index"
+        if command == "takedown"
+        else "lift a takedown"
+    )
     p = argparse.ArgumentParser(prog=prog, description=f"{what.capitalize()}: a moderation event on the log.")
-    p.add_argument("did", help="the repo's DID")
+    p.add_argument("subject", metavar="DID|AT-URI", help="the repo's DID, or one record's at://DID/COLLECTION/RKEY")
     p.add_argument("--reason", help="why (kept with the event, at most 1024 characters)")
     args = p.parse_args(argv)
-    if not is_did(args.did):
-        p.error(f"{args.did!r} is not a DID (did:plc:... or did:web:...)")
+    did, collection, rkey = args.subject, None, None
+    if args.subject.startswith("at://"):
+        parts = parse_at_uri(args.subject)
+        if parts is None or parts.collection is None or parts.rkey is None or not is_did(parts.authority):
+            p.error(f"{args.subject!r} does not name a record by its repo's DID (at://DID/COLLECTION/RKEY)")
+        did, collection, rkey = parts.authority, parts.collection, parts.rkey
+    elif not is_did(args.subject):
+        p.error(f"{args.subject!r} is neither a DID (did:plc:... or did:web:...) nor a record's AT-URI")
     if args.reason is not None and len(args.reason) > 1024:
         p.error("--reason is longer than 1024 characters")
     platform = _platform(prog)
     if platform is None:
         return 2
     event = ModerationEvent(
-        did=args.did,
+        did=did,
         upstream="operator:cli",
         time=datetime.now(UTC),
         source=Source.OPERATOR,
         action=ModerationAction(command),
         reason=args.reason,
+        collection=collection,
+        rkey=rkey,
     )
     from ingest.errors import BrokerError
 
@@ -100,7 +112,7 @@ def _moderation_main(command: str, argv: list[str] | None) -> int:
     partition, offset = placed
     done = "taken down" if command == "takedown" else "restored"
     _say(
-        f"{args.did} {done}: event on {platform.events_topic} partition {partition} offset {offset};"
+        f"{args.subject} {done}: event on {platform.events_topic} partition {partition} offset {offset};"
         " the projector applies it in order"
     )
     return 0

@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from projector import holds
 from projector.fold import rows
 from projector.fold.changes import Change, ChangeLog, Shown
 from projector.fold.ledger import Decision, LedgerRow, RecordState, decide, next_row
@@ -123,6 +124,8 @@ class _Plan:
     statuses: dict[str, tuple[bool, str | None]] = field(default_factory=dict)
     # did → taken down here (True) or restored (False), by an operator
     takedowns: dict[str, bool] = field(default_factory=dict)
+    # record uri → an operator's last takedown or restore of that record alone
+    moderated: dict[str, holds.RecordModeration] = field(default_factory=dict)
     dids: set[str] = field(default_factory=set)
     # uris deleted and created again within the batch: their old row is replaced, not updated
     reborn: set[str] = field(default_factory=set)
@@ -324,7 +327,12 @@ class Store:
             elif isinstance(event, RecordEvent):
                 self._fold_record(item, event, plan, result)
             elif isinstance(event, ModerationEvent):
-                plan.takedowns[event.did] = event.action is ModerationAction.TAKEDOWN
+                down = event.action is ModerationAction.TAKEDOWN
+                if event.uri is None:
+                    plan.takedowns[event.did] = down
+                else:
+                    assert event.collection is not None
+                    plan.moderated[event.uri] = holds.RecordModeration(event.did, event.collection, down, event.reason)
 
     def _fold_record(self, item: PreparedItem, event: RecordEvent, plan: _Plan, result: BatchResult) -> None:
         key = (event.did, event.collection, event.rkey)
@@ -428,7 +436,10 @@ class Store:
             " cid = EXCLUDED.cid, updated_at = now()",
         )
         tracks, artists = await self._lock_shared(conn, plan)
+        await holds.moderate(conn, plan.moderated)
         await self._write_records(conn, plan)
+        written = [uri for c in _TABLES for uri, w in plan.writes[c].items() if w is not None]
+        await holds.hold(conn, [*written, *plan.moderated])
         await self._write_repos(conn, plan)
         if plan.dead:
             await conn.executemany(
@@ -450,7 +461,8 @@ class Store:
         """
         # The old and the new subject of every changed like/comment, every written track, and for a
         # repo whose status changes: its tracks, and what it liked or commented on.
-        touched = set(plan.writes[TRACK])
+        touched, moderated_artists = await holds.touched(conn, plan.moderated)
+        touched |= set(plan.writes[TRACK])
         for collection in (LIKE, COMMENT):
             for uri, write in plan.writes[collection].items():
                 if uri in plan.subjects:
@@ -474,8 +486,12 @@ class Store:
         # created by another projector's batch right now. That batch counts it, but cannot see this
         # batch's like if this one commits after its recount: a narrow race between two projectors that
         # leaves the count one short until the track is next touched (one projector never hits it).
-        tracks = {r["uri"] for r in found} | set(plan.writes[TRACK])
+        # A restored track is not in its table yet (it comes back from held_records after this), and
+        # nothing else can write it meanwhile: the ledger row of its record is locked.
+        restored = {u for u, m in plan.moderated.items() if m.collection == TRACK and not m.takedown}
+        tracks = {r["uri"] for r in found} | set(plan.writes[TRACK]) | restored
         artists = {uri.split("/")[2] for uri in plan.writes[TRACK]} | set(plan.statuses) | set(plan.takedowns)
+        artists |= moderated_artists
         if locked := plan.dids | artists | {r["did"] for r in found}:
             await conn.execute("SELECT FROM artists WHERE did = ANY($1) ORDER BY did FOR UPDATE", sorted(locked))
         return tracks, artists
@@ -485,6 +501,7 @@ class Store:
             gone = [uri for uri, w in plan.writes[collection].items() if w is None or uri in plan.reborn]
             if gone:
                 await conn.execute(f"DELETE FROM {table} WHERE uri = ANY($1)", gone)
+                await holds.forget(conn, [uri for uri in gone if plan.writes[collection][uri] is None])
                 if collection == TRACK:
                     await conn.execute("DELETE FROM tracks_by_likes WHERE uri = ANY($1)", gone)
         track_rows = [w for w in plan.writes[TRACK].values() if w is not None]
@@ -644,6 +661,7 @@ class Store:
             )
             for table in ("tracks", "likes", "comments", "lists"):
                 await conn.execute(f"DELETE FROM {table} WHERE did = ANY($1)", purged)
+            await holds.purge(conn, purged)
             # The ledger keeps tombstones, so nothing older can bring the repo's records back.
             await conn.execute(
                 "UPDATE records SET state = 'deleted', cid = NULL, updated_at = now() WHERE did = ANY($1)",

@@ -181,16 +181,35 @@ class SnapshotEvent(_Event):
 
 
 class ModerationEvent(_Event):
-    """An operator of this index takes a repo down here, or restores it (``source`` operator).
+    """An operator of this index takes a repo, or one record of it, down here, or restores it
+    (``source`` operator).
 
-    Separate from the repo's upstream status: a takedown here hides the repo's content from every
-    read whatever upstream says, and survives the repo's deactivation and reactivation upstream. It
-    rides the log like everything else, keyed by the repo, so a replay rebuilds it too.
+    Separate from the repo's upstream status: a takedown here hides the content from every read
+    whatever upstream says, and survives the repo's deactivation and reactivation upstream. It rides
+    the log like everything else, keyed by the repo, so a replay rebuilds it too. With ``collection``
+    and ``rkey`` it concerns that record alone (its later versions stay hidden until a restore);
+    without them, the whole repo. Both optional, so v2 moderation events written before records could
+    be named read unchanged.
     """
 
     kind: Literal["moderation"] = "moderation"
     action: ModerationAction
     reason: str | None = Field(default=None, max_length=1024)
+    collection: Nsid | None = None
+    rkey: RecordKey | None = None
+
+    @model_validator(mode="after")
+    def _record_named_whole(self) -> Self:
+        if (self.collection is None) != (self.rkey is None):
+            raise ValueError("a record is named by both collection and rkey")
+        return self
+
+    @property
+    def uri(self) -> str | None:
+        """The AT-URI of the record concerned; None when the event concerns the whole repo."""
+        if self.collection is None:
+            return None
+        return f"at://{self.did}/{self.collection}/{self.rkey}"
 
 
 EventEnvelope = Annotated[

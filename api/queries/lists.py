@@ -24,8 +24,15 @@ async def get_list(request: Request, p: Params) -> dict[str, Any]:
     subjects = sorted({i["subject_uri"] for i in items})
     shown = await c.pool.fetch(f"SELECT {TRACK_COLUMNS} FROM {TRACKS} WHERE t.uri = ANY($1)", subjects)
     by_uri = dict(zip((r["uri"] for r in shown), await track_views(c, shown), strict=True))
-    # An item whose track is indexed but not visible is "hidden"; one not indexed (yet) "notIndexed".
-    indexed = {r["uri"] for r in await c.pool.fetch("SELECT uri FROM tracks WHERE uri = ANY($1)", subjects)}
+    # An item whose track is indexed but not visible (its repo hidden, or the track taken down here) is
+    # "hidden"; one not indexed (yet) "notIndexed".
+    indexed = {
+        r["uri"]
+        for r in await c.pool.fetch(
+            "SELECT uri FROM tracks WHERE uri = ANY($1) UNION ALL SELECT uri FROM record_takedowns WHERE uri = ANY($1)",
+            subjects,
+        )
+    }
     out = []
     for i in items:
         track = by_uri.get(i["subject_uri"])

@@ -75,12 +75,17 @@ async def run_cli(env: dict[str, str], *args: str, timeout: float = 90) -> tuple
 
 @contextlib.asynccontextmanager
 async def serving(
-    database_url: str, schema: str, *, token: str | None = None, platform: PlatformSettings | None = None
+    database_url: str,
+    schema: str,
+    *,
+    token: str | None = None,
+    platform: PlatformSettings | None = None,
+    **api: Any,
 ) -> AsyncIterator[str]:
-    """The API over real HTTP on a free port; yields its base URL."""
+    """The API over real HTTP on a free port (``api``: more ApiSettings); yields its base URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    api_settings = ApiSettings(schema_name=schema, port=port, public_url=base, admin_token=token)
+    api_settings = ApiSettings(schema_name=schema, port=port, public_url=base, admin_token=token, **api)
     app = create_app(database_url, api_settings, CollectorRegistry(), platform=platform)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
     task = asyncio.create_task(server.serve())
@@ -151,7 +156,7 @@ async def test_takedown_and_restore_from_the_cli_hide_and_show_the_repo(
             assert t_uri in await latest_uris(client)
 
     code, _, err = await run_cli(env, "takedown", "not-a-did")
-    assert code == 2 and "is not a DID" in err
+    assert code == 2 and "is neither a DID" in err
     code, _, err = await run_cli({**env, "PLYR_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}, "takedown", A)
     assert code == 1 and "failed" in err and "Traceback" not in err
 

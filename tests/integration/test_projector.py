@@ -284,10 +284,12 @@ TABLES = {
 }
 
 
-async def snapshot(pool: asyncpg.Pool, schema: str) -> dict[str, list[tuple[object, ...]]]:
+async def snapshot(
+    pool: asyncpg.Pool, schema: str, tables: dict[str, str] | None = None
+) -> dict[str, list[tuple[object, ...]]]:
     return {
         t: [tuple(r) for r in await pool.fetch(f"SELECT {cols} FROM {schema}.{t} ORDER BY {cols}")]
-        for t, cols in TABLES.items()
+        for t, cols in (tables or TABLES).items()
     }
 
 
