@@ -6,6 +6,7 @@ answered 500 ``InternalServerError`` without internals.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import live, status, stream
 from api.admin import AdminApi
+from api.backpressure import RETRY_AFTER, UNAVAILABLE_ERRORS, Backpressure
 from api.cache import TtlCache
 from api.errors import XrpcError
 from api.limits import RequestLimits
@@ -45,20 +47,36 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-def open_pool(database_url: str, settings: ApiSettings) -> asyncpg.Pool:
-    """A pool reading ``settings.schema_name`` (pg_trgm's functions live in public)."""
+def open_pool(database_url: str, settings: ApiSettings, *, lazy: bool = False) -> asyncpg.Pool:
+    """A pool reading ``settings.schema_name`` (pg_trgm's functions live in public). ``lazy``: no
+    connection is opened until a request needs one (the database was unreachable at startup)."""
     return asyncpg.create_pool(
         database_url,
-        min_size=settings.pool_min,
+        min_size=0 if lazy else settings.pool_min,
         max_size=settings.pool_max,
         init=_init_connection,
+        # A host that is down must not hold a request for asyncpg's default minute.
+        timeout=settings.request_timeout_seconds,
         # Short reads: no JIT, and no parallel workers (on a busy server they multiply CPU per query).
+        # Postgres itself ends a statement that runs (or waits for a lock) past the timeout.
         server_settings={
             "search_path": f"{quote_schema(settings.schema_name)}, public",
             "jit": "off",
             "max_parallel_workers_per_gather": "0",
+            "statement_timeout": str(max(1, round(settings.statement_timeout_seconds * 1000))),
         },
     )
+
+
+async def _first_pool(database_url: str, settings: ApiSettings) -> asyncpg.Pool:
+    """The pool; when the database cannot be reached at startup the API still starts, lazily
+    connected, answering 503 and not ready until it can (a wrong password still stops startup)."""
+    try:
+        pool: asyncpg.Pool = await open_pool(database_url, settings)
+    except UNAVAILABLE_ERRORS as err:
+        log.warning("api_database_unreachable", error=type(err).__name__)
+        pool = await open_pool(database_url, settings, lazy=True)
+    return pool
 
 
 class RouteMetrics:
@@ -121,7 +139,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_pool(database_url, settings) as pool, contextlib.AsyncExitStack() as stack:
+        async with await _first_pool(database_url, settings) as pool, contextlib.AsyncExitStack() as stack:
             app.state.pool = pool
             if admin is not None:
                 await stack.enter_async_context(admin.producer)
@@ -138,6 +156,13 @@ def create_app(
     app.state.registry = registry
     app.state.stream_redirects = stream.stream_metrics(registry)
     app.state.search_cache = TtlCache[tuple[object, ...], dict[str, object]](settings.search_cache_seconds, 10_000)
+    # Innermost: a request the limits refused costs no slot in flight.
+    app.add_middleware(
+        Backpressure,
+        seconds=settings.request_timeout_seconds,
+        max_in_flight=settings.max_in_flight,
+        registry=registry,
+    )
     # Inside RouteMetrics (added first): a refused request is counted there too, as unmatched (it is
     # refused before routing), and by reason in plyr_api_limited.
     app.add_middleware(
@@ -162,6 +187,14 @@ def create_app(
     @app.exception_handler(XrpcError)
     async def xrpc_error(request: Request, err: XrpcError) -> Response:
         return json_response(err.body(), err.status, err.headers)
+
+    async def database_unavailable(request: Request, err: Exception) -> Response:
+        log.warning("api_database_unavailable", path=request.url.path, error=type(err).__name__)
+        body = {"error": "Unavailable", "message": f"the database cannot answer now ({type(err).__name__})"}
+        return json_response(body, 503, {"Retry-After": RETRY_AFTER})
+
+    for kind in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(kind, database_unavailable)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> Response:
@@ -200,9 +233,13 @@ def _add_operational(app: FastAPI, registry: CollectorRegistry, settings: ApiSet
     @app.get("/ready", include_in_schema=False)
     async def ready(request: Request) -> Response:
         """Ready when the database answers and a projector beat recently with a lag under the limit."""
-        code, body = await status.readiness(
-            request.app.state.pool, settings.schema_name, settings.ready_max_lag_seconds
-        )
+        try:
+            async with asyncio.timeout(settings.request_timeout_seconds):
+                code, body = await status.readiness(
+                    request.app.state.pool, settings.schema_name, settings.ready_max_lag_seconds
+                )
+        except UNAVAILABLE_ERRORS as err:
+            code, body = 503, {"status": "unavailable", "reason": f"database: {type(err).__name__}"}
         return json_response(body, code)
 
     @app.get("/metrics", include_in_schema=False)

@@ -44,6 +44,13 @@ class ApiSettings(BaseSettings):
     max_body_bytes: int = Field(default=65536, ge=1024)
     pool_min: int = Field(default=2, ge=1)
     pool_max: int = Field(default=10, ge=1)
+    # Backpressure (api/backpressure.py): a public request not answered within this many seconds
+    # (waiting for a pooled connection included) is answered 503; Postgres ends a statement running
+    # longer than statement_timeout_seconds itself (503 too); past max_in_flight requests being
+    # answered at once, one more is refused at once with 503.
+    request_timeout_seconds: float = Field(default=5.0, gt=0)
+    statement_timeout_seconds: float = Field(default=3.0, gt=0)
+    max_in_flight: int = Field(default=256, ge=1)
     # A track's audioUrl is redirected to only when its origin (scheme://host[:port]) is one of these.
     trusted_cdn_origins: CommaList = ()
     # Private bucket serving (S3 / R2): presigned GETs for mirrored blobs (key blobs/<cid>).
