@@ -6,6 +6,8 @@ bug and becomes a 500 ``InternalServerError`` without details.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class XrpcError(Exception):
     """An error a client can act on."""
@@ -68,3 +70,33 @@ class Unavailable(XrpcError):
 
     status = 503
     error = "Unavailable"
+
+
+# What each status means to a client, for the OpenAPI document.
+_MEANING = {
+    400: "InvalidRequest: a parameter is missing, malformed or out of range",
+    402: "SupporterOnly: supporter-gated audio this deployment does not serve publicly",
+    404: "NotFound: not indexed or not visible",
+    413: "PayloadTooLarge: a request body over the limit",
+    414: "InvalidRequest: a query string over the limit",
+    429: "RateLimitExceeded: too many requests from this address (Retry-After says when to try again)",
+    502: "UpstreamFailure: the artist's identity or PDS cannot be used",
+    503: "Unavailable: the database or an upstream cannot answer now (Retry-After says when to try again)",
+}
+# Every public route can answer these: bad input, the request limits (api/limits.py), and a database
+# that is down, slow or saturated (api/backpressure.py).
+COMMON_STATUSES = (400, 414, 429, 503)
+
+
+def openapi_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for ``statuses``, each with the XRPC error body, so a client (and a schema
+    checker) knows every error's shape."""
+    body = {
+        "type": "object",
+        "required": ["error", "message"],
+        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+    }
+    return {
+        str(status): {"description": _MEANING[status], "content": {"application/json": {"schema": body}}}
+        for status in statuses
+    }

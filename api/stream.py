@@ -33,7 +33,15 @@ from prometheus_client import CollectorRegistry, Counter
 
 from api.blobs import StorageError
 from api.cids import BlobCidError, blob_digest
-from api.errors import InvalidRequest, NotFound, PaymentRequired, Unavailable, XrpcError
+from api.errors import (
+    COMMON_STATUSES,
+    InvalidRequest,
+    NotFound,
+    PaymentRequired,
+    Unavailable,
+    XrpcError,
+    openapi_errors,
+)
 from api.identity import ResolveError
 from api.settings import ApiSettings
 from api.sources import AudioSources, open_sources
@@ -107,7 +115,12 @@ def stream_metrics(registry: CollectorRegistry) -> Counter:
     return Counter("plyr_api_stream_redirects", "Stream redirects by target", ["target"], registry=registry)
 
 
-@router.get("/stream/{did}/{rkey}", response_class=RedirectResponse, status_code=307)
+@router.get(
+    "/stream/{did}/{rkey}",
+    response_class=RedirectResponse,
+    status_code=307,
+    responses=openapi_errors(*COMMON_STATUSES, 402, 404, 502),
+)
 async def stream(request: Request, did: str, rkey: str) -> Response:
     """307 to a playable source of the track's audio."""
     return await _stream(request, did, rkey)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.params import Depends
 from fastapi.responses import Response
 
-from api.errors import InvalidRequest
+from api.errors import COMMON_STATUSES, InvalidRequest, openapi_errors
 from lexicons.validate import Catalog, Invalid, validate_value
 
 Params = dict[str, Any]
@@ -163,23 +163,11 @@ def openapi_operation(nsid: str, definition: dict[str, Any]) -> dict[str, Any]:
         for name, schema in spec.get("properties", {}).items()
     ]
     output = to_json_schema(definition["output"]["schema"], nsid)
-    error = {
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["error", "message"],
-                    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-                }
-            }
-        }
-    }
     return {
         "parameters": params,
         "responses": {
             "200": {"description": "OK", "content": {"application/json": {"schema": output}}},
-            "400": {"description": "InvalidRequest", **error},
-            "404": {"description": "NotFound", **error},
+            **openapi_errors(*COMMON_STATUSES, 404),
         },
     }
 
@@ -257,6 +245,7 @@ def add_procedure(
         return Response(out, media_type="application/json", headers={"Cache-Control": "no-store"})
 
     operation = openapi_operation(nsid, {**definition, "parameters": {}})
+    operation["responses"].update(openapi_errors(413))
     operation["requestBody"] = {
         "required": True,
         "content": {"application/json": {"schema": to_json_schema(schema, nsid)}},

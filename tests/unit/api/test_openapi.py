@@ -55,3 +55,11 @@ def test_a_cycle_of_refs_is_cut_without_constraining() -> None:
     finally:
         del docs["test.cycle"]
     assert out == {"type": "object", "properties": {"next": {}}}
+
+
+@pytest.mark.parametrize("nsid", sorted(query_lexicons()))
+def test_every_query_declares_its_errors_with_the_xrpc_body(nsid: str) -> None:
+    responses = openapi_operation(nsid, query_lexicons()[nsid])["responses"]
+    for status in ("400", "404", "414", "429", "503"):
+        body = responses[status]["content"]["application/json"]["schema"]
+        assert body["required"] == ["error", "message"]
