@@ -77,7 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume_upstream:
         run_until_signalled(app.resume_upstreams(platform, args.resume_upstream, live=args.live))
         return 0
-    code = run_until_signalled(app.run(platform, settings, out=sys.stdout.buffer))
+    from ingest.errors import TopicRetentionError
+
+    try:
+        code = run_until_signalled(app.run(platform, settings, out=sys.stdout.buffer))
+    except TopicRetentionError as err:
+        print(f"plyr-index ingest: {err}", file=sys.stderr)  # noqa: T201 - the operator's one line
+        return 2
     return 0 if code is None else code
 
 

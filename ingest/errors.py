@@ -73,6 +73,14 @@ class BrokerError(IngestError):
     retriable = True
 
 
+class TopicRetentionError(IngestError):
+    """The events topic exists with a retention or cleanup policy that would drop history (finite
+    ``retention.ms``/``retention.bytes``, or compaction): the log must be kept whole so that a replay
+    from offset 0 rebuilds everything. The ingester refuses to start until an operator fixes it."""
+
+    retriable = False
+
+
 class CaptureError(IngestError):
     """A capture file is truncated or corrupt."""
 

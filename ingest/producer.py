@@ -20,11 +20,12 @@ from typing import BinaryIO, Literal, Protocol, Self
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.protocol.transaction import InitProducerIdRequest
 
-from ingest.errors import BrokerError
+from ingest.errors import BrokerError, TopicRetentionError
 from runtime.logging import get_logger
 from schemas.codec import encode, to_json_line
 from schemas.envelope import Event
@@ -61,13 +62,34 @@ class JsonlSink:
         self._out.flush()
 
 
+def retention_problems(configs: dict[str, str]) -> list[str]:
+    """What in a topic's configuration would drop history; empty when the log is kept whole.
+
+    ``configs`` is what the broker describes for the topic. Apache Kafka describes every entry,
+    defaults included; some brokers (tansu) only those set on the topic. Either way, a retention that
+    is not stated as unbounded is taken as the broker default, which deletes (Kafka: 7 days)."""
+    problems = []
+    for name in ("retention.ms", "retention.bytes"):
+        value = configs.get(name)
+        if value is None:
+            problems.append(f"{name} is not set on the topic (the broker default would apply)")
+        elif value != "-1":
+            problems.append(f"{name}={value}")
+    policy = configs.get("cleanup.policy", "delete")
+    if "compact" in policy.split(","):
+        problems.append(f"cleanup.policy={policy} (compaction keeps one event per repo)")
+    return problems
+
+
 async def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int = 1) -> None:
     """Create the events topic with unbounded retention if it does not exist (``replication`` copies
-    of each partition: 1 on a single broker, 3 on a production cluster)."""
+    of each partition: 1 on a single broker, 3 on a production cluster); if it exists, check that it
+    keeps history (:class:`TopicRetentionError` otherwise)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
         await admin.start()
         if topic in await admin.list_topics():
+            await _check_retention(admin, topic)
             return
         # Created concurrently by another process: fine.
         with contextlib.suppress(TopicAlreadyExistsError):
@@ -85,6 +107,24 @@ async def ensure_topic(bootstrap: str, topic: str, partitions: int, replication:
         raise BrokerError(f"cannot create topic {topic!r} on {bootstrap}: {err}") from err
     finally:
         await admin.close()
+
+
+async def _check_retention(admin: AIOKafkaAdminClient, topic: str) -> None:
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    configs: dict[str, str] = {}
+    for response in responses:
+        for error_code, error_message, _, _, entries in response.resources:
+            if error_code != 0:
+                raise BrokerError(f"cannot read the configuration of topic {topic!r}: {error_message}")
+            configs.update({entry[0]: entry[1] for entry in entries if entry[1] is not None})
+    if problems := retention_problems(configs):
+        raise TopicRetentionError(
+            f"topic {topic!r} would drop history ({'; '.join(problems)}): the event log is kept forever so a"
+            f" replay from offset 0 rebuilds everything. Set retention.ms=-1 and retention.bytes=-1 (and"
+            f" cleanup.policy=delete) on it, e.g. kafka-configs.sh --alter --entity-type topics"
+            f" --entity-name {topic} --add-config retention.ms=-1,retention.bytes=-1"
+        )
+    log.debug("topic_retention_checked", topic=topic)
 
 
 def idempotence_answer(error_code: int) -> bool | None:
