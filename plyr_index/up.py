@@ -26,7 +26,7 @@ import asyncpg
 
 from runtime.embedded_pg import EmbeddedPostgres, start_embedded
 from runtime.services import Broker, ServiceError, start_broker
-from runtime.settings import SettingsError, load_platform
+from runtime.settings import PlatformSettings, SettingsError, load_platform
 
 DEFAULT_UPSTREAM = "wss://bsky.network"
 
@@ -58,6 +58,12 @@ async def _prepare_database(url: str) -> None:
             " (or pass --embedded-postgres) to run an embedded PostgreSQL."
         ) from err
     await conn.close()
+
+
+async def _create_topic(bootstrap: str, platform: PlatformSettings) -> None:
+    from ingest.producer import ensure_topic
+
+    await ensure_topic(bootstrap, platform.events_topic, platform.topic_partitions, platform.topic_replication_factor)
 
 
 def _reachable(url: str) -> bool:
@@ -146,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
             _say(f"no Postgres given or running: using an embedded PostgreSQL ({embedded.directory})")
         asyncio.run(_prepare_database(database_url))
         broker = start_broker(logs / "broker.log")
+        # Made here, before any part runs: a consumer's or producer's metadata request would otherwise
+        # let the broker auto-create it without the unbounded retention the ingester insists on.
+        asyncio.run(_create_topic(broker.bootstrap, platform))
         api_url = f"http://127.0.0.1:{args.port}"
         env = {
             **os.environ,
