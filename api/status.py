@@ -152,6 +152,38 @@ async def _dead_letters(db: Db, schema: str) -> dict[str, Any]:
     return {"state": OK, "total": total, "topReasons": [{"reason": r["reason"], "count": r["n"]} for r in rows]}
 
 
+# The rates look at the change log's newest rows only (a range of its primary key), so a status costs
+# the same on a log of a billion rows; past this many rows in the window, the window is shortened.
+RATE_WINDOW_S = 300
+RATE_MAX_ROWS = 100_000
+
+
+async def _rates(db: Db, schema: str) -> dict[str, Any]:
+    table = f"{quote_schema(schema)}.changes"
+    if not await _exists(db, table):
+        return {
+            "state": ABSENT,
+            "note": f"no {table}: the read models are not migrated",
+            "windowSeconds": 0,
+            "byCollection": [],
+        }
+    rows = await db.fetch(
+        "SELECT split_part(kind, '.', 1) AS collection, count(*) AS n, min(at) AS since, bool_or(capped) AS capped"
+        f" FROM (SELECT kind, at, count(*) OVER () = $2 AS capped FROM {table} ORDER BY seq DESC LIMIT $2) c"
+        " WHERE at > now() - make_interval(secs => $1) GROUP BY 1 ORDER BY n DESC, 1",
+        RATE_WINDOW_S,
+        RATE_MAX_ROWS,
+    )
+    window = RATE_WINDOW_S
+    if any(r["capped"] for r in rows):
+        window = max(1, round((_now() - min(r["since"] for r in rows)).total_seconds()))
+    return {
+        "state": OK,
+        "windowSeconds": window,
+        "byCollection": [{"collection": r["collection"], "count": r["n"]} for r in rows],
+    }
+
+
 async def _projected(db: Db, schema: str, topic: str) -> dict[int, int] | None:
     table = f"{quote_schema(schema)}.offsets"
     if not await _exists(db, table):
@@ -233,6 +265,7 @@ async def _db_sections(db: Db, schema: str, topic: str) -> tuple[Status, dict[in
         "repos": await _repos(db),
         "projectors": await _projectors(db, schema),
         "deadLetters": await _dead_letters(db, schema),
+        "rates": await _rates(db, schema),
     }
     return sections, await _projected(db, schema, topic)
 
@@ -265,6 +298,7 @@ async def collect(
         status["repos"] = {**gone, "byState": [], "total": 0}
         status["projectors"] = {**gone, "members": []}
         status["deadLetters"] = {**gone, "total": 0, "topReasons": []}
+        status["rates"] = {**gone, "windowSeconds": 0, "byCollection": []}
     ends: dict[int, int] | None = None
     error = None
     try:

@@ -91,6 +91,15 @@ def render(status: Status) -> str:
     if dead["topReasons"]:
         lines += _table([[str(r["count"]), r["reason"][:100]] for r in dead["topReasons"]])
 
+    rates = status.get("rates")
+    if rates is not None:
+        window = rates["windowSeconds"]
+        lines += ["", *_head(f"applied in the last {window}s (per second)", rates)]
+        if rates["byCollection"]:
+            lines += _table([[r["collection"], f"{r['count'] / max(window, 1):.1f}/s"] for r in rates["byCollection"]])
+        elif rates["state"] == OK:
+            lines.append("  nothing")
+
     api = status["api"]
     lines += ["", f"api {api['url']}", f"  health {api['health']}   ready {api['ready']}"]
     if api.get("detail"):

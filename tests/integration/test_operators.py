@@ -256,6 +256,9 @@ async def test_admin_api_takedown_restore_sync_requests_dead_letters_and_status(
         assert {p["partition"] for p in st["broker"]["partitions"]} == {0, 1, 2}
         assert st["projectors"]["members"] and st["deadLetters"]["total"] == 2
         assert st["api"]["health"] == "ok"
+        # Per-collection rates from the change log: the corpus' track and like were applied just now.
+        applied = {r["collection"]: r["count"] for r in st["rates"]["byCollection"]}
+        assert st["rates"]["windowSeconds"] == 300 and applied["track"] >= 1 and applied["like"] == 1
         assert [s for s in st["repos"]["byState"] if s["state"] == "resyncing" and s["count"] >= 1]
 
         # The OpenAPI document describes the admin methods too, from their lexicons.

@@ -30,6 +30,11 @@ def test_a_screen_of_running_and_missing_parts() -> None:
         },
         "projectors": {"state": "ok", "members": []},
         "deadLetters": {"state": "ok", "total": 2, "topReasons": [{"reason": "$.title: too long", "count": 2}]},
+        "rates": {
+            "state": "ok",
+            "windowSeconds": 300,
+            "byCollection": [{"collection": "like", "count": 900}, {"collection": "track", "count": 30}],
+        },
         "api": {"url": "http://api:8080", "health": "unreachable", "ready": "unreachable", "detail": "refused"},
     }
     screen = render(status)
@@ -42,4 +47,6 @@ def test_a_screen_of_running_and_missing_parts() -> None:
     assert "  total lag: 3 message(s)" in lines
     assert "  none running" in lines
     assert "dead letters: 2" in lines and "  2  $.title: too long" in lines
+    assert "applied in the last 300s (per second)" in lines
+    assert "  like   3.0/s" in lines and "  track  0.1/s" in lines
     assert "  health unreachable   ready unreachable" in lines and "  (refused)" in lines
