@@ -29,7 +29,7 @@ from ingest.errors import RepoSyncError, SyncFailure
 from ingest.identity import AtprotoIdentityResolver, dns_resolver
 from ingest.metrics import IngestMetrics
 from ingest.producer import EventSink, JsonlSink, KafkaSink, ensure_topic
-from ingest.progress import ProgressBar
+from ingest.progress import progress_bar
 from ingest.repo_client import RepoClient
 from ingest.repo_export import ExportError, ExportFailure, ExportLimits, RepoExport, export_repo
 from ingest.repo_state import PostgresRepoStateStore, SyncState
@@ -137,7 +137,7 @@ async def queue_and_run(
             verify=settings.verify_commits,
         )
         out.ran = True
-        bar = ProgressBar(worker.stats, progress, label=state.value) if progress is not None else None
+        bar = progress_bar(worker.stats, progress, label=state.value) if progress is not None else None
         async with bar or contextlib.nullcontext():
             out.failed = await worker.run_until_empty(max_attempts=max_attempts)
         out.done, out.records = worker.stats.done, worker.stats.records

@@ -51,7 +51,7 @@ def replay_main(argv: list[str] | None = None) -> int:
     configure(platform.log_level, platform.log_format)
     from projector import app
 
-    result = run_until_signalled(app.rebuild(platform, settings))
+    result = run_until_signalled(app.rebuild(platform, settings, progress=sys.stderr))
     return 0 if result is not None else 1
 
 

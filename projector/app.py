@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import TextIO
 
 import asyncpg
 from prometheus_client import CollectorRegistry
@@ -55,8 +56,11 @@ async def open_store(pool: asyncpg.Pool, schema: str, topic: str, validator: Val
     return Store(pool, schema, validator or RecordValidator(), topic)
 
 
-async def rebuild(platform: PlatformSettings, settings: ProjectorSettings) -> ReplayResult:
-    """Replay the whole log into ``<schema>_next`` and swap it in as ``<schema>``."""
+async def rebuild(
+    platform: PlatformSettings, settings: ProjectorSettings, *, progress: TextIO | None = None
+) -> ReplayResult:
+    """Replay the whole log into ``<schema>_next`` and swap it in as ``<schema>`` (a progress line on
+    ``progress`` when it is a terminal)."""
     fresh = f"{settings.schema_name}_next"[:63]
     async with asyncpg.create_pool(platform.database_url, min_size=1, max_size=4) as pool:
         await pool.execute(f"DROP SCHEMA IF EXISTS {quote_schema(fresh)} CASCADE")  # a replay that died midway
@@ -71,6 +75,7 @@ async def rebuild(platform: PlatformSettings, settings: ProjectorSettings) -> Re
             live=settings.schema_name,
             fresh=fresh,
             max_batch=settings.max_batch,
+            progress=progress,
         )
 
 

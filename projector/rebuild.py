@@ -16,9 +16,11 @@ timer comes round.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TextIO
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -28,6 +30,7 @@ from projector.prepare import LogMessage
 from projector.ranking import refresh_top_tracks
 from projector.store import Store
 from runtime.logging import get_logger
+from runtime.progress import LiveLine, bar, duration
 from schemas.migrate import quote_schema
 
 log = get_logger("projector.replay")
@@ -41,6 +44,19 @@ class ReplayResult:
     old_schema: str | None
     events: int
     seconds: float
+
+
+def render_progress(events: int, target: int, elapsed: float) -> str:
+    """``replay [#####.....] events/target events · rate · ETA``: target is where the live projector
+    stood when the replay started (the log grows meanwhile, so events may pass it)."""
+    rate = events / elapsed if elapsed > 0 else 0.0
+    parts = [f"replay {bar(events, target)} {events:,}/{target:,} events", f"{rate:,.0f} events/s"]
+    left = target - events
+    if left > 0 and rate > 0:
+        parts.append(f"ETA {duration(left / rate)}")
+    elif left <= 0:
+        parts.append(f"caught up in {duration(elapsed)}")
+    return " · ".join(parts)
 
 
 async def _has_table(conn: asyncpg.Connection, schema: str, table: str) -> bool:
@@ -109,8 +125,10 @@ async def replay(
     live: str,
     fresh: str,
     max_batch: int = 5000,
+    progress: TextIO | None = None,
 ) -> ReplayResult:
-    """Consume the whole log into ``store`` (on schema ``fresh``) and swap it in as ``live``."""
+    """Consume the whole log into ``store`` (on schema ``fresh``) and swap it in as ``live``; with
+    ``progress`` a terminal, a live progress line is drawn there."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     await consumer.start()
     start = time.perf_counter()
@@ -126,7 +144,10 @@ async def replay(
         async with pool.acquire() as conn:
             target = sum((await _live_offsets(conn, live, topic, lock=False)).values())
         last_report = time.perf_counter()
-        async with CommitPipeline(store) as pipeline:
+        line = None
+        if progress is not None:
+            line = LiveLine(lambda: render_progress(events, target, time.perf_counter() - start), progress)
+        async with CommitPipeline(store) as pipeline, line or contextlib.nullcontext():
             while True:
                 polled = await consumer.getmany(timeout_ms=1000, max_records=max_batch)
                 batch = [LogMessage(tp.partition, m.offset, m.value or b"") for tp, ms in polled.items() for m in ms]

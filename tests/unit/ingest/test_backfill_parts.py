@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from ingest.backfill import SyncLimits, SyncStats
 from ingest.errors import DiscoveryError, SyncFailure
-from ingest.progress import ProgressBar, render
+from ingest.progress import progress_bar, render
 from ingest.repo_client import parse_repos_page, repo_fetch_error
 from ingest.repo_export import ExportFailure
 from ingest.settings import PLYR_COLLECTIONS, IngestSettings
@@ -74,11 +74,11 @@ def test_the_progress_line() -> None:
 async def test_the_progress_bar_draws_only_on_a_terminal() -> None:
     stats = SyncStats(started=0.0, done=1, pending=1)
     quiet = io.StringIO()
-    async with ProgressBar(stats, quiet, clock=lambda: 1.0):
+    async with progress_bar(stats, quiet, clock=lambda: 1.0):
         stats.done = 2
     assert quiet.getvalue() == ""
     shown = io.StringIO()
-    async with ProgressBar(stats, shown, force=True, interval=0.01, clock=lambda: 1.0):
+    async with progress_bar(stats, shown, force=True, interval=0.01, clock=lambda: 1.0):
         stats.pending = 0
     text = shown.getvalue()
     assert text.startswith("\r") and text.endswith("\n")
