@@ -247,6 +247,7 @@ class Dataset:
             yield (
                 self.dids[a], handle, f"bio of {handle}" if a % 2 else None, avatar, seen,
                 not self.inactive[a], status, bool(self.takedown[a]), count[a], received[a], duration[a], seen, seen,
+                True, None,  # handle_valid (ingest verified the handle), pds (unknown until a DID document)
             )  # fmt: skip
 
     def track_rows(self) -> Iterator[tuple[Any, ...]]:
