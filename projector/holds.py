@@ -92,6 +92,9 @@ async def moderate(conn: asyncpg.Connection, moderated: Mapping[str, RecordModer
 async def hold(conn: asyncpg.Connection, candidates: Iterable[str]) -> None:
     """Move the rows of those ``candidates`` (uris the batch wrote or took down) that are taken down
     into ``held_records``, replacing what was held for them."""
+    # Takedowns are rare: a batch's thousands of uris are matched against them only when there are any.
+    if not await conn.fetchval("SELECT EXISTS (SELECT FROM record_takedowns)"):
+        return
     uris = [
         r["uri"]
         for r in await conn.fetch("SELECT uri FROM record_takedowns WHERE uri = ANY($1)", sorted(set(candidates)))
