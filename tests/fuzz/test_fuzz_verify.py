@@ -35,14 +35,15 @@ from tests.fuzz.trees import mutant
 
 pytestmark = pytest.mark.fuzz
 
-NOW = datetime.now(UTC)
+# The seeds' revs are TIDs of when they were first built (cached, possibly minutes into a long run):
+# checks run against the clock at the time, so a fuzzed commit fails for its lie, not for its age.
 OTHER_KEY = public_key(new_key(KeyAlgorithm.P256))
 
 
 def _check(message: Commit, case: seeds.SignedCase, rng: random.Random) -> None:
     state = rng.choice((RepoState(), case.state, case.state, RepoState("3zzzzzzzzzzzz", None)))
     key = case.key if rng.random() < 0.9 else OTHER_KEY
-    out = attempt("verify.verify_commit", (VerifyError,), lambda: verify_commit(message, key, state, now=NOW))
+    out = attempt("verify.verify_commit", (VerifyError,), lambda: verify_commit(message, key, state, now=datetime.now(UTC)))
     if isinstance(out, Refused):
         assert isinstance(out.error, VerifyError) and isinstance(out.error.reason, VerifyFailure)
     else:
@@ -148,14 +149,12 @@ def test_syncs(seed: int) -> None:
     out = attempt(
         "verify.verify_sync",
         (VerifyError,),
-        lambda: verify_sync(dataclasses.replace(sync, **changes), key, state, now=NOW),
+        lambda: verify_sync(dataclasses.replace(sync, **changes), key, state, now=datetime.now(UTC)),
     )
     assert isinstance(out, Refused | VerifiedCommit)
 
 
 def test_honest_seeds_verify() -> None:
     # The fuzzers above start from commits that pass: a lie is then the only reason one fails.
-    # The seeds' revs are TIDs of when they were first built (cached, maybe after this module's NOW):
-    # honest means verified against the clock now.
     for case in seeds.signed_commits():
         assert isinstance(verify_commit(case.message, case.key, case.state, now=datetime.now(UTC)), VerifiedCommit)
