@@ -43,7 +43,9 @@ OTHER_KEY = public_key(new_key(KeyAlgorithm.P256))
 def _check(message: Commit, case: seeds.SignedCase, rng: random.Random) -> None:
     state = rng.choice((RepoState(), case.state, case.state, RepoState("3zzzzzzzzzzzz", None)))
     key = case.key if rng.random() < 0.9 else OTHER_KEY
-    out = attempt("verify.verify_commit", (VerifyError,), lambda: verify_commit(message, key, state, now=datetime.now(UTC)))
+    out = attempt(
+        "verify.verify_commit", (VerifyError,), lambda: verify_commit(message, key, state, now=datetime.now(UTC))
+    )
     if isinstance(out, Refused):
         assert isinstance(out.error, VerifyError) and isinstance(out.error.reason, VerifyFailure)
     else:
