@@ -163,4 +163,11 @@ class DidResolver:
             document = orjson.loads(body)
         except orjson.JSONDecodeError as err:
             raise ResolveError(ResolveProblem.BAD_DOCUMENT, "not JSON") from err
-        return pds_origin(did, document, allow_private=allow_private, trusted=self._trusted)
+        origin = pds_origin(did, document, allow_private=allow_private, trusted=self._trusted)
+        if origin not in self._trusted:
+            # The origin's name passed; its addresses must too, since a browser is sent there.
+            try:
+                await self._outbound.require_public(origin.host, time_limit=self._timeout)
+            except FetchError as err:
+                raise ResolveError(_problem_of(err), str(err)) from err
+        return origin

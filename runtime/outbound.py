@@ -17,6 +17,7 @@ that says whether trying again later can help; a non-2xx answer also carries its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import time
@@ -150,6 +151,32 @@ class Outbound:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    async def require_public(self, host: str, *, time_limit: float = 5.0) -> None:
+        """Check that every address ``host`` resolves to is public (skipped when private hosts are
+        allowed). For a URL that someone else will fetch, such as a redirect a browser follows, where
+        the guarded session's resolver cannot stand between: one private answer is enough to refuse.
+        Raises :class:`FetchError` (``private_address``, or ``network``/``timeout`` when DNS fails)."""
+        if self.allow_private:
+            return
+        with contextlib.suppress(ValueError):
+            if not is_public_ip(ipaddress.ip_address(host.strip("[]"))):
+                raise FetchError(FetchProblem.PRIVATE_ADDRESS, f"{host} is not a public address")
+            return
+        resolver = self._dns or DefaultResolver()
+        try:
+            async with asyncio.timeout(time_limit):
+                answers = await resolver.resolve(host, 443, socket.AF_UNSPEC)
+        except TimeoutError as err:
+            raise FetchError(FetchProblem.TIMEOUT, f"resolving {host} took over {time_limit}s") from err
+        except OSError as err:
+            raise FetchError(FetchProblem.NETWORK, f"cannot resolve {host}: {err}") from err
+        finally:
+            if self._dns is None:
+                await resolver.close()
+        private = sorted({a["host"] for a in answers if not is_public_ip(ipaddress.ip_address(a["host"]))})
+        if private or not answers:
+            raise FetchError(FetchProblem.PRIVATE_ADDRESS, f"{host} resolves to {', '.join(private) or 'nothing'}")
 
     async def aclose(self) -> None:
         """Close both sessions (idempotent)."""

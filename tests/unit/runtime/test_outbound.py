@@ -22,6 +22,8 @@ class StaticResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         self.asked.append(host)
+        if host not in self.table:
+            raise OSError(f"no such name {host}")
         return [
             ResolveResult(
                 hostname=host,
@@ -80,3 +82,22 @@ async def test_closed_outbound_refuses() -> None:
     await outbound.aclose()
     with pytest.raises(RuntimeError):
         await outbound.get_bytes("http://127.0.0.1:1/", guarded=False, max_bytes=1, time_limit=1)
+
+
+async def test_a_host_others_will_fetch_must_resolve_only_to_public_addresses() -> None:
+    dns = StaticResolver({**TABLE, "public.example.com": ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"]})
+    async with Outbound(allow_private=False, dns=dns) as outbound:
+        await outbound.require_public("public.example.com")
+        await outbound.require_public("93.184.215.14")
+        # One private answer is enough: the browser following a redirect may pick any of them.
+        for host in ("mixed.example.com", "rebound.example.com", "127.0.0.1", "[::1]", "169.254.169.254"):
+            with pytest.raises(FetchError) as caught:
+                await outbound.require_public(host)
+            assert caught.value.problem is FetchProblem.PRIVATE_ADDRESS and not caught.value.retriable, host
+        with pytest.raises(FetchError) as caught:
+            await outbound.require_public("unknown.example.com")
+        assert caught.value.problem is FetchProblem.NETWORK and caught.value.retriable
+    assert dns.asked == ["public.example.com", "mixed.example.com", "rebound.example.com", "unknown.example.com"]
+    async with Outbound(allow_private=True, dns=dns) as lax:
+        await lax.require_public("rebound.example.com")
+    assert len(dns.asked) == 4
