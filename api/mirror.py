@@ -26,6 +26,8 @@ from enum import StrEnum
 from urllib.parse import urlencode
 
 import asyncpg
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import Counter as MetricCounter
 
 from api.blobs import BlobStore, StorageError
 from api.cids import BlobCheck, BlobCidError
@@ -36,6 +38,7 @@ from api.sql import visible
 from runtime.backoff import Backoff
 from runtime.lifecycle import run_until_signalled
 from runtime.logging import configure, get_logger
+from runtime.metrics import MetricsServer
 from runtime.outbound import FetchError, FetchProblem
 from runtime.settings import SettingsError, load_platform
 from runtime.urls import UnsafeUrl, trusted_origins
@@ -83,6 +86,45 @@ class MirrorResult:
     def failures(self) -> int:
         """Blobs that failed in this pass."""
         return sum(self.failed.values())
+
+
+class MirrorMetrics:
+    """The mirror's Prometheus metrics, recorded once per pass (labels are closed sets)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.passes = MetricCounter(
+            "plyr_mirror_passes",
+            "Mirror passes, by outcome (ok; failed: the bucket or the database could not be used)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.blobs = MetricCounter(
+            "plyr_mirror_blobs",
+            "Missing blobs a pass dealt with, by outcome: copied, deferred (an earlier failure backing off),"
+            " or the failure reason",
+            ["outcome"],
+            registry=registry,
+        )
+        self.missing = Gauge(
+            "plyr_mirror_missing_blobs", "Blobs of visible tracks not in the bucket at the last pass", registry=registry
+        )
+        self.last_pass = Gauge(
+            "plyr_mirror_last_pass_timestamp_seconds", "When the last pass that could run ended", registry=registry
+        )
+        for outcome in ("ok", "failed"):
+            self.passes.labels(outcome)
+        for blob_outcome in ("copied", "deferred", *MirrorFailure):
+            self.blobs.labels(str(blob_outcome))
+
+    def record(self, result: MirrorResult) -> None:
+        """Count a pass that ran."""
+        self.passes.labels("ok").inc()
+        self.blobs.labels("copied").inc(result.copied)
+        self.blobs.labels("deferred").inc(result.deferred)
+        for reason, n in result.failed.items():
+            self.blobs.labels(str(reason)).inc(n)
+        self.missing.set(result.missing)
+        self.last_pass.set_to_current_time()
 
 
 @dataclass
@@ -228,6 +270,7 @@ async def run_mirror(
     sources: AudioSources,
     interval: float = 60.0,
     max_copies: int = 100,
+    metrics: MirrorMetrics | None = None,
 ) -> None:
     """Pass after pass until cancelled; an unreachable bucket or database is retried with backoff."""
     failures = FailureLog()
@@ -237,10 +280,14 @@ async def run_mirror(
             result = await mirror_once(pool, settings, sources=sources, failures=failures, max_copies=max_copies)
         except (StorageError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
             delay = backoff.next_delay()
+            if metrics is not None:
+                metrics.passes.labels("failed").inc()
             log.warning("mirror_pass_failed", error=type(err).__name__, detail=str(err)[:200], retry_in=round(delay, 1))
             await asyncio.sleep(delay)
             continue
         backoff.healthy()
+        if metrics is not None:
+            metrics.record(result)
         log.info(
             "mirror_pass",
             missing=result.missing,
@@ -288,7 +335,13 @@ def mirror_main(argv: list[str] | None = None) -> int:
                 )
                 log.info("mirror_pass", missing=result.missing, copied=result.copied, failed=result.failures)
                 return 1 if result.failures else 0
-            await run_mirror(pool, settings, sources=sources, interval=args.interval, max_copies=args.max_copies)
+            registry = CollectorRegistry()
+            metrics = MirrorMetrics(registry)
+            async with MetricsServer(registry, settings.mirror_metrics_host, settings.mirror_metrics_port) as server:
+                log.info("mirror_metrics", port=server.port)
+                await run_mirror(
+                    pool, settings, sources=sources, interval=args.interval, max_copies=args.max_copies, metrics=metrics
+                )
             return 0
 
     code = run_until_signalled(main())

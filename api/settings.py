@@ -79,6 +79,9 @@ class ApiSettings(BaseSettings):
     mirror_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     # Deadline for fetching one blob from a PDS, body included.
     mirror_fetch_timeout_seconds: float = Field(default=120.0, gt=0)
+    # Where ``plyr-index mirror`` serves /metrics (0: a free port); the API serves its own on API_PORT.
+    mirror_metrics_host: str = "127.0.0.1"
+    mirror_metrics_port: int = Field(default=9466, ge=0, le=65535)
 
 
 def load_api(**overrides: object) -> ApiSettings:

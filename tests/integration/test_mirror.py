@@ -6,6 +6,7 @@ mirror instead of the PDS."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import uuid
@@ -19,11 +20,13 @@ import aiohttp
 import asyncpg
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from api.cids import cid_of_bytes
-from api.mirror import FailureLog, MirrorFailure, mirror_main, mirror_once
+from api.mirror import FailureLog, MirrorFailure, MirrorMetrics, mirror_main, mirror_once, run_mirror
 from api.settings import ApiSettings
 from api.sources import open_sources
+from runtime.metrics import MetricsServer
 from runtime.outbound import FetchError, FetchProblem, Outbound
 from schemas.envelope import Event
 from schemas.migrate import migrate
@@ -245,3 +248,28 @@ def test_mirror_main_needs_a_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_TRUSTED_CDN_ORIGINS", "https://cdn.example/path")
     monkeypatch.setenv("API_S3_BUCKET", "b")
     assert mirror_main(["--once"]) == 2
+
+
+async def test_the_running_mirror_serves_its_metrics(world: World, s3_bucket: S3Bucket) -> None:
+    st = settings(world, s3_bucket)
+    registry = CollectorRegistry()
+    metrics = MirrorMetrics(registry)
+    async with open_sources(st) as sources, MetricsServer(registry, "127.0.0.1", 0) as server:
+        task = asyncio.create_task(run_mirror(world.pool, st, sources=sources, interval=60, metrics=metrics))
+        try:
+            async with asyncio.timeout(30):
+                while not registry.get_sample_value("plyr_mirror_passes_total", {"outcome": "ok"}):
+                    await asyncio.sleep(0.05)
+            async with httpx.AsyncClient() as client:
+                scraped = (await client.get(f"http://127.0.0.1:{server.port}/metrics")).text
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    # The first pass of the world above, as the test of mirror_once counts it.
+    assert registry.get_sample_value("plyr_mirror_blobs_total", {"outcome": "copied"}) == 2
+    for reason, n in FAILING.items():
+        assert registry.get_sample_value("plyr_mirror_blobs_total", {"outcome": str(reason)}) == n
+    assert registry.get_sample_value("plyr_mirror_missing_blobs") == 7
+    assert 'plyr_mirror_blobs_total{outcome="copied"} 2.0' in scraped
+    assert "plyr_mirror_last_pass_timestamp_seconds" in scraped

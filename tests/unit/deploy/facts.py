@@ -21,6 +21,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from pydantic_settings import BaseSettings
 
 from api.app import create_app
+from api.mirror import MirrorMetrics
 from api.settings import ApiSettings
 from ingest.metrics import IngestMetrics
 from ingest.settings import IngestSettings
@@ -44,8 +45,18 @@ PART_SETTINGS: dict[str, type[BaseSettings] | None] = {
     "up": None,
 }
 # What each subcommand serves /metrics on: the port setting's name (the API serves it on its own port).
-METRICS_PORT_SETTING = {"ingest": "INGEST_METRICS_PORT", "project": "PROJECTOR_METRICS_PORT", "serve": "API_PORT"}
-METRICS_HOST_SETTING = {"ingest": "INGEST_METRICS_HOST", "project": "PROJECTOR_METRICS_HOST", "serve": "API_HOST"}
+METRICS_PORT_SETTING = {
+    "ingest": "INGEST_METRICS_PORT",
+    "project": "PROJECTOR_METRICS_PORT",
+    "serve": "API_PORT",
+    "mirror": "API_MIRROR_METRICS_PORT",
+}
+METRICS_HOST_SETTING = {
+    "ingest": "INGEST_METRICS_HOST",
+    "project": "PROJECTOR_METRICS_HOST",
+    "serve": "API_HOST",
+    "mirror": "API_MIRROR_METRICS_HOST",
+}
 
 
 def settings_table_script() -> ModuleType:
@@ -170,14 +181,20 @@ def _families(registry: CollectorRegistry, process: str) -> list[Family]:
 
 @cache
 def metric_families() -> tuple[Family, ...]:
-    """Every metric family the ingester, the projector and the API register."""
-    ingest, projector, api = CollectorRegistry(), CollectorRegistry(), CollectorRegistry()
+    """Every metric family the ingester, the projector, the API and the mirror register."""
+    ingest, projector, api, mirror = CollectorRegistry(), CollectorRegistry(), CollectorRegistry(), CollectorRegistry()
     IngestMetrics(ingest)
     ProjectorMetrics(projector)
+    MirrorMetrics(mirror)
     app = full_api(api)
     # Middleware (the per-route metrics) is built on the first request; build it now.
     app.middleware_stack = app.build_middleware_stack()
-    return tuple(_families(ingest, "ingest") + _families(projector, "projector") + _families(api, "api"))
+    return tuple(
+        _families(ingest, "ingest")
+        + _families(projector, "projector")
+        + _families(api, "api")
+        + _families(mirror, "mirror")
+    )
 
 
 def exposed_metrics() -> dict[str, Family]:

@@ -219,7 +219,7 @@ def test_health_checks_and_ports_match_the_settings(plyr: dict[str, dict[str, An
         else:
             assert url.path == "/metrics", name
         checked.add(command)
-    assert checked == {"ingest", "project", "serve"}
+    assert checked == set(facts.METRICS_PORT_SETTING)
 
 
 def test_depends_on_is_consistent(services: dict[str, dict[str, Any]], plyr: dict[str, dict[str, Any]]) -> None:
