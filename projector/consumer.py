@@ -75,10 +75,15 @@ class LogConsumer:
         await self._consumer.stop()
 
     def lag(self, positions: dict[int, int]) -> dict[int, int]:
-        """Messages behind the high watermark per partition, for the given next offsets."""
+        """Messages behind the high watermark per partition, for the given next offsets. A partition
+        revoked while its batch committed (a rebalance) is left out: its lag is the new owner's to report."""
         out = {}
+        assigned = self._consumer.assignment()
         for partition, next_offset in positions.items():
-            high = self._consumer.highwater(TopicPartition(self._topic, partition))
+            tp = TopicPartition(self._topic, partition)
+            if tp not in assigned:
+                continue
+            high = self._consumer.highwater(tp)
             if high is not None:
                 out[partition] = max(high - next_offset, 0)
         return out
