@@ -368,9 +368,15 @@ class Run:
 
 
 async def open_loop(
-    name: str, reqs: Sequence[Req], rate: float, call: Callable[[Req], Awaitable[None]], drain: float
+    name: str,
+    reqs: Sequence[Req],
+    rate: float,
+    call: Callable[[Req], Awaitable[object]],
+    drain: float,
+    observe: Callable[[Req, float, float, object], None] | None = None,
 ) -> Run:
-    """Send ``reqs`` at ``rate`` per second whatever the answers do; latency counts from the due time."""
+    """Send ``reqs`` at ``rate`` per second whatever the answers do; latency counts from the due time.
+    ``observe`` gets (request, due time, latency, what ``call`` returned) of each answered request."""
     run = Run(name, rate)
     due: dict[asyncio.Task[None], tuple[Req, float]] = {}
     # The generator must not stall on its own: a full collection over the recorded plans takes tens of
@@ -379,13 +385,17 @@ async def open_loop(
     gc.freeze()
 
     async def one(req: Req, at: float) -> None:
+        result: object = None
         try:
-            await call(req)
+            result = await call(req)
         except Exception as err:  # an error is a result here, counted and shown
+            result = err
             run.errors[req.kind] = run.errors.get(req.kind, 0) + 1
             if len(run.first_errors) < 5:
                 run.first_errors.append(f"{req.kind} {req.url[:120]}: {type(err).__name__}: {str(err)[:200]}")
         latency = time.perf_counter() - at
+        if observe is not None:
+            observe(req, at, latency, result)
         run.latencies.setdefault(req.kind, []).append(latency)
         if latency > run.slowest.get(req.kind, (0.0, req))[0]:
             run.slowest[req.kind] = (latency, req)
