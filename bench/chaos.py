@@ -3,6 +3,8 @@ moments, then the read models and the API compared with the ground truth of the 
 
     .venv/bin/python -m bench.chaos --kills 20                 # 3,000 fm.plyr commits, ~5,300 frames
     .venv/bin/python -m bench.chaos --kills 40 --commits 6000  # more of both
+    .venv/bin/python -m bench.chaos --kills 7 --commits 300 --repos 12 --seed 3 --gap-min 0.8 --gap-max 2.5 \
+        --publish-s 9                                           # the plan of tests/chaos/test_crash_suite.py
 
 Everything it runs is its own (tests/fixtures/chaos.py): a local firehose server, the tansu broker on
 S3 storage (moto), an embedded PostgreSQL on a free port, one ingester, two projectors in one group and
@@ -47,7 +49,7 @@ def _print(report: ChaosReport, workdir: Path) -> None:
 
 async def _main(args: argparse.Namespace) -> int:
     built = time.monotonic()
-    corpus = music_corpus(args.commits, seed=args.seed)
+    corpus = music_corpus(args.commits, repos=args.repos, seed=args.seed)
     print(
         f"corpus: {args.commits} fm.plyr commits among {corpus.commits} commits, {len(corpus.frames)} frames"
         f" (built in {time.monotonic() - built:.1f} s)"
@@ -73,6 +75,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kills", type=int, default=20, help="kill -9s to send (default 20)")
     p.add_argument("--commits", type=int, default=3000, help="fm.plyr commits in the corpus (default 3000)")
+    p.add_argument("--repos", type=int, default=24, help="repos writing the corpus (default 24)")
     p.add_argument("--seed", type=int, default=8, help="corpus and kill schedule seed (default 8)")
     p.add_argument("--gap-min", type=float, default=1.0, help="shortest pause between kills, s (default 1)")
     p.add_argument("--gap-max", type=float, default=4.0, help="longest pause between kills, s (default 4)")
