@@ -209,9 +209,9 @@ async def test_record_takedown_from_the_cli_and_the_admin_api(
             assert r.status_code == 400 and r.json()["error"] == "InvalidRequest", (bad, r.text)
         assert (await client.post(ADMIN + "takedownRecord", json={"uri": T1})).status_code == 401
 
-    for bad in (f"at://{A}/{TRACK}", "at://artist.test/fm.plyr.track/3trtdaaaaaaaa", "not-a-did"):
-        code, _, err = await run_cli(env, "takedown", bad)
-        assert code == 2 and ("does not name a record" in err or "is neither a DID" in err), (bad, err)
+    for subject in (f"at://{A}/{TRACK}", "at://artist.test/fm.plyr.track/3trtdaaaaaaaa", "not-a-did"):
+        code, _, err = await run_cli(env, "takedown", subject)
+        assert code == 2 and ("does not name a record" in err or "is neither a DID" in err), (subject, err)
 
 
 async def _equals(value: Any, expected: object) -> bool:
