@@ -45,11 +45,11 @@ async def test_topics_made_here_keep_history_and_others_are_refused(kafka_bootst
 
     week = f"retention-week-{uuid.uuid4().hex[:8]}"
     await create(kafka_bootstrap, week, {"retention.ms": "604800000", "retention.bytes": "-1"})
-    with pytest.raises(TopicRetentionError, match=r"retention.ms=604800000"):
+    with pytest.raises(TopicRetentionError, match=r"retention\.ms=604800000"):
         await ensure_topic(kafka_bootstrap, week, 3)
     unset = f"retention-unset-{uuid.uuid4().hex[:8]}"
     await create(kafka_bootstrap, unset, {})
-    with pytest.raises(TopicRetentionError, match="retention.ms is not set"):
+    with pytest.raises(TopicRetentionError, match=r"retention\.ms is not set"):
         await ensure_topic(kafka_bootstrap, unset, 3)
 
     # The ingester as an operator runs it: one clear line naming the fix, exit status 2, no traceback.
