@@ -26,12 +26,15 @@ Invariants:
   Recursion follows layers, which fall by one per level from at most 128, so it is bounded.
 
 Speed: a commit is verified on the ingest hot path, and reading a node through the strict codec
-(≈60 µs) and writing it back (≈45 µs) would cost more than the signature check. Nodes are therefore
-read with libipld (≈3 µs; the node schema fixes which fields are links, so links coming back as bytes
-is no ambiguity) and written by :func:`_encode_node`, a writer for this one fixed shape whose output
-is byte-for-byte ``mst.encode_node``'s (tests hold it to that); writing a read node back and comparing
-is the canonical check, which makes the fast read as strict as the slow one where it matters. A node
-passed through is not written at all: the new child link is swapped into its bytes.
+(≈60 µs) and writing it back (≈45 µs) would cost more than the signature check. Nodes in canonical
+byte form are read by :func:`node_bytes.read_canonical`, two compiled patterns that read the fields
+and prove the bytes are what the writer writes for them in one step (≈4 µs, what a libipld decode
+and picking the fields out cost), so holding such a node to the canonical form leaves only the key
+checks. Any other block is read with libipld (the node schema fixes which fields are links, so links
+coming back as bytes is no ambiguity) and, where it must be canonical, written back by
+:func:`node_bytes.encode_node`, a writer for this one fixed shape whose output is byte-for-byte
+``mst.encode_node``'s (tests hold it to that), and compared. A node passed through is not written at
+all: the new child link is swapped into its bytes.
 """
 
 from __future__ import annotations
@@ -40,13 +43,17 @@ import hashlib
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Final
+from typing import Final, cast
 
 import libipld
 
 from ingest.ipld.cid import CID, CIDError
 from ingest.messages import RepoOp
 from ingest.verify.mst import key_height
+from ingest.verify.node_bytes import encode_node as _encode_node
+from ingest.verify.node_bytes import link as _link
+from ingest.verify.node_bytes import prefix_len as _prefix_len
+from ingest.verify.node_bytes import read_canonical
 
 
 class InversionFailure(StrEnum):
@@ -68,66 +75,6 @@ class InversionError(ValueError):
 
 # CIDv1, dag-cbor, sha2-256, 32 bytes: the only CIDs MST nodes are stored under.
 _NODE_CID_PREFIX: Final = b"\x01\x71\x12\x20"
-# Tag 42, a byte string of 37 bytes, the 0x00 multibase prefix: what precedes every 36-byte CID link.
-_LINK_HEAD: Final = b"\xd8\x2a\x58\x25\x00"
-
-
-def _head(major: int, value: int) -> bytes:
-    """A CBOR head in its shortest form."""
-    base = major << 5
-    if value < 24:
-        return bytes((base | value,))
-    if value < 0x100:
-        return bytes((base | 24, value))
-    if value < 0x10000:
-        return bytes((base | 25,)) + value.to_bytes(2, "big")
-    if value < 0x100000000:
-        return bytes((base | 26,)) + value.to_bytes(4, "big")
-    return bytes((base | 27,)) + value.to_bytes(8, "big")
-
-
-# Heads of byte strings and unsigned integers below 256: key suffixes and prefix lengths.
-_BYTES_HEAD: Final = tuple(_head(2, n) for n in range(256))
-_UINT_HEAD: Final = tuple(_head(0, n) for n in range(256))
-
-
-def _link(raw: bytes) -> bytes:
-    """Tag 42 over the 0x00 multibase prefix and the binary CID."""
-    if len(raw) == 36:
-        return _LINK_HEAD + raw
-    return b"\xd8\x2a" + _head(2, len(raw) + 1) + b"\x00" + raw
-
-
-def _prefix_len(a: bytes, b: bytes) -> int:
-    """How many leading bytes two keys share, without a Python-level loop over the bytes."""
-    n = min(len(a), len(b))
-    diff = int.from_bytes(a[:n], "big") ^ int.from_bytes(b[:n], "big")
-    return n - (diff.bit_length() + 7) // 8
-
-
-def _encode_node(
-    keys: Sequence[bytes], vals: Sequence[bytes], links: Sequence[bytes | None], pres: Sequence[int]
-) -> bytes:
-    """The canonical DAG-CBOR of ``{"e": [{"k","p","t","v"}...], "l"}``: mst.encode_node's bytes.
-
-    ``pres`` are the keys' prefix lengths (:func:`_prefix_len` with the key before). Map keys are
-    written in DAG-CBOR order (length, then bytes: e < l and k < p < t < v).
-    """
-    parts = [b"\xa2\x61e", _head(4, len(keys))]
-    for key, val, right, p in zip(keys, vals, links[1:], pres, strict=True):
-        n = len(key) - p
-        parts += (
-            b"\xa4\x61k",
-            _BYTES_HEAD[n] if n < 256 else _head(2, n),
-            key[p:],
-            b"\x61p",
-            _UINT_HEAD[p] if p < 256 else _head(0, p),
-            b"\x61t\xf6\x61v" if right is None else b"\x61t" + _link(right) + b"\x61v",
-            _LINK_HEAD + val if len(val) == 36 else _link(val),
-        )
-    left = links[0]
-    parts.append(b"\x61l\xf6" if left is None else b"\x61l" + _link(left))
-    return b"".join(parts)
 
 
 class _Node:
@@ -141,10 +88,12 @@ class _Node:
     values and the presence of its subtrees are unchanged, so only child links can differ and they are
     swapped into the bytes in place. ``pres`` are the keys' prefix lengths, kept up to date by each
     edit (computing them afresh for a whole node costs more than writing it).
-    ``unchecked`` is true for a node read but not yet held to the canonical form (:meth:`check`).
+    ``unchecked`` is true for a node read but not yet held to the canonical form (:meth:`check`);
+    ``written`` is true when its bytes were read by ``node_bytes.read_canonical``, so they are already
+    known to be what the writer writes for its fields and only the key checks remain.
     """
 
-    __slots__ = ("cid", "data", "keys", "pres", "read_cid", "subs", "unchecked", "vals")
+    __slots__ = ("cid", "data", "keys", "pres", "read_cid", "subs", "unchecked", "vals", "written")
 
     def __init__(
         self,
@@ -155,6 +104,7 @@ class _Node:
         *,
         cid: bytes | None = None,
         data: bytes | None = None,
+        written: bool = False,
     ) -> None:
         self.keys = keys
         self.vals = vals
@@ -164,6 +114,7 @@ class _Node:
         self.data = data
         self.pres = pres
         self.unchecked = data is not None
+        self.written = written
 
     def is_empty(self) -> bool:
         return not self.keys and self.subs[0] is None
@@ -174,29 +125,36 @@ class _Node:
         The test is writing the fields as read back: the writer emits only
         ``{"e": [{"k": bytes, "p": uint, "t": link|null, "v": link}...], "l": link|null}`` in canonical
         form, so equal bytes mean the block is that shape, with links as tag-42 links (libipld returns
-        links and byte strings alike as bytes) and every head minimal. What writing back cannot see is
-        checked after: key order, maximal prefix compression, UTF-8 keys.
+        links and byte strings alike as bytes) and every head minimal. A node read by
+        ``read_canonical`` has passed that test as it was read. What writing back cannot see is
+        checked after: each prefix length within the key before (the first one 0), key order, maximal
+        prefix compression, UTF-8 keys.
         """
         if not self.unchecked:
             return
         self.unchecked = False
         assert self.data is not None and self.read_cid is not None
         cid, keys, pres = self.read_cid, self.keys, self.pres
-        links = [c.read_cid if isinstance(c, _Node) else c for c in self.subs]
-        try:
-            written = _encode_node(keys, self.vals, links, pres)
-        except (TypeError, IndexError, OverflowError) as err:
-            raise _malformed(cid, f"not an MST node: {err!r}") from err
-        if written != self.data:
-            raise _malformed(cid, "not an MST node in canonical form")
-        # The bytes matched, so every prefix length is a non-negative integer as written.
-        previous = b""
-        for i, key in enumerate(keys):
-            p = pres[i]
-            if i and key <= previous:
-                raise _malformed(cid, "keys out of order")
-            if p < len(previous) and p < len(key) and key[p] == previous[p]:
-                raise _malformed(cid, "prefix compression is not maximal")
+        if not self.written:
+            links = [c.read_cid if isinstance(c, _Node) else c for c in self.subs]
+            try:
+                written = _encode_node(keys, self.vals, links, pres)
+            except (TypeError, IndexError, OverflowError) as err:
+                raise _malformed(cid, f"not an MST node: {err!r}") from err
+            if written != self.data:
+                raise _malformed(cid, "not an MST node in canonical form")
+        # The bytes matched, so every prefix length is a non-negative integer as written, and each key
+        # is the key before cut to its prefix length plus its suffix.
+        if pres and pres[0]:
+            raise _malformed(cid, "the first key shares a prefix with nothing")
+        previous = keys[0] if keys else b""
+        for key, p in zip(keys[1:], pres[1:], strict=True):
+            if p > len(previous):
+                raise _malformed(cid, "a prefix length past the key before")
+            # The suffix is key[p:]: it must be non-empty and sort after the key before at byte p,
+            # which is both order and maximal compression (equal there would have been shared).
+            if len(key) == p or (p < len(previous) and key[p] <= previous[p]):
+                raise _malformed(cid, "keys out of order or prefix compression not maximal")
             previous = key
         try:
             # One decode for all keys: joined by an ASCII byte, the whole is UTF-8 exactly when each is.
@@ -240,12 +198,12 @@ def _new(keys: list[bytes], vals: list[bytes], subs: list[_Node | bytes | None],
     return _Node(keys, vals, subs, pres)
 
 
-def _name(link: bytes) -> str:
+def _name(raw: bytes) -> str:
     """A link for an error message: its CID, or its hex when it is not a CID at all."""
     try:
-        return str(CID(link))
+        return str(CID(raw))
     except CIDError:
-        return f"0x{link[:40].hex()}"
+        return f"0x{raw[:40].hex()}"
 
 
 def _malformed(cid: bytes, why: str) -> InversionError:
@@ -257,7 +215,19 @@ def _decode_node(cid: bytes, data: bytes) -> _Node:
 
     Only what the walk relies on is checked here (links are bytes or null, keys bytes); the canonical
     form is checked by :meth:`_Node.check` when the node is rewritten (see the module docstring).
+    Bytes in the canonical form are read by ``read_canonical``, which proves that form as it reads;
+    the rest (any other node, or no node at all) by libipld, to be proved by writing back if needed.
     """
+    fields = read_canonical(data)
+    if fields is None:
+        return _decode_general(cid, data)
+    keys, vals, links, pres = fields
+    # A list of links is a list of subtrees not yet read (list is invariant, hence the cast).
+    return _Node(keys, vals, cast("list[_Node | bytes | None]", links), pres, cid=cid, data=data, written=True)
+
+
+def _decode_general(cid: bytes, data: bytes) -> _Node:
+    """Any other block, through libipld: a node in some other form, or no node at all."""
     try:
         raw = libipld.decode_dag_cbor(data)
     except (ValueError, TypeError, OverflowError, RecursionError) as err:
@@ -276,10 +246,14 @@ def _decode_node(cid: bytes, data: bytes) -> _Node:
         vals: list[bytes] = [e["v"] for e in entries]
     except (KeyError, TypeError, IndexError, ValueError) as err:
         raise _malformed(cid, f"not an MST node: {err!r}") from err
-    for link in links:
-        if link is not None and type(link) is not bytes:
+    for sub in links:
+        if sub is not None and type(sub) is not bytes:
             raise _malformed(cid, "a subtree link is not a link or null")
     return _Node(keys, vals, links, pres, cid=cid, data=data)
+
+
+def _absent(key: bytes) -> InversionError:
+    return InversionError(InversionFailure.OP_MISMATCH, f"{key!r} is not in the tree")
 
 
 class _Tree:
@@ -403,9 +377,8 @@ class _Tree:
     def remove(self, key: bytes, height: int) -> bytes:
         """Take ``key`` out of the tree; its value."""
         root = self._root()
-        absent = InversionError(InversionFailure.OP_MISMATCH, f"{key!r} is not in the tree")
         if self.layer is None or height > self.layer:
-            raise absent
+            raise _absent(key)
         layer = self.layer
         path: list[tuple[_Node, int]] = []
         node = root
@@ -414,12 +387,12 @@ class _Tree:
             g = bisect_left(node.keys, key)
             if layer == height:
                 if g == len(node.keys) or node.keys[g] != key:
-                    raise absent
+                    raise _absent(key)
                 value = node.remove_entry(g, self._merge(node.subs[g], node.subs[g + 1], layer - 1))
                 break
             child = self._descend(node, g)
             if child is None:
-                raise absent
+                raise _absent(key)
             path.append((node, g))
             node, layer = child, layer - 1
         # A node left with nothing is unlinked, which may empty its parent in turn.
@@ -447,20 +420,20 @@ class _Tree:
         node = self._root()
         layer = self.layer
         if layer is None or height > layer:
-            raise InversionError(InversionFailure.OP_MISMATCH, f"{key!r} is not in the tree")
+            raise _absent(key)
         while True:
             node.cid = None
             g = bisect_left(node.keys, key)
             if layer == height:
                 if g == len(node.keys) or node.keys[g] != key:
-                    raise InversionError(InversionFailure.OP_MISMATCH, f"{key!r} is not in the tree")
+                    raise _absent(key)
                 old = node.vals[g]
                 node.reshaped()
                 node.vals[g] = value
                 return old
             child = self._descend(node, g)
             if child is None:
-                raise InversionError(InversionFailure.OP_MISMATCH, f"{key!r} is not in the tree")
+                raise _absent(key)
             node, layer = child, layer - 1
 
     # --------------------------------------------------------------------------------------- result

@@ -15,7 +15,8 @@ from ingest.ipld import dagcbor
 from ingest.ipld.cid import CID
 from ingest.messages import RepoOp
 from ingest.verify import mst
-from ingest.verify.inversion import InversionError, InversionFailure, _encode_node, _prefix_len, invert_ops
+from ingest.verify.inversion import InversionError, InversionFailure, invert_ops
+from ingest.verify.node_bytes import encode_node, prefix_len
 from tests.fixtures.interop import INTEROP_DIR
 
 PROOFS = json.loads((INTEROP_DIR / "firehose" / "commit-proof-fixtures.json").read_text())
@@ -95,19 +96,19 @@ def _rewrite(node: mst.Node) -> bytes:
     ]
     previous = ["", *(e.key for e in node.entries)]
     pres = [mst.common_prefix_len(a, e.key) for a, e in zip(previous, node.entries, strict=False)]
-    return _encode_node(keys, [e.value.raw for e in node.entries], links, pres)
+    return encode_node(keys, [e.value.raw for e in node.entries], links, pres)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=40), st.binary(max_size=40))
-def test_prefix_len(a: bytes, b: bytes) -> None:
+def testprefix_len(a: bytes, b: bytes) -> None:
     n = 0
     while n < min(len(a), len(b)) and a[n] == b[n]:
         n += 1
-    assert _prefix_len(a, b) == n
+    assert prefix_len(a, b) == n
 
 
-def test_node_writer_is_mst_encode_node() -> None:
+def test_node_writer_is_mstencode_node() -> None:
     trees = [mst.build({k: CID.for_raw(k.encode()) for k in EXAMPLE_KEYS}), mst.build({}), mst.build({"a": _value(1)})]
     for case in PROOFS:
         trees.append(_fixture(case)[0])
@@ -385,3 +386,27 @@ def test_a_subtree_link_that_is_not_a_cid_is_refused_with_its_reason() -> None:
     with pytest.raises(InversionError) as err:
         invert_ops(new_root, [_create(first, keys[first])], blocks)
     assert err.value.reason is InversionFailure.MISSING_BLOCK
+
+
+def test_prefix_lengths_are_held_to_the_key_before_where_a_node_is_rewritten() -> None:
+    # A prefix length past the key before (or a first key's non-zero one) is in canonical byte form,
+    # so node_bytes.read_canonical reads it; writing it back would differ (key[p:] is not the suffix
+    # read), and since the fast read skips writing back, the key checks must refuse it, as
+    # mst.decode_node does.
+    leaf = _value("leaf")
+    first, second = _key_of_height(0, "fm.plyr.track/a"), _key_of_height(0, "fm.plyr.track/b")
+    good = mst.build({first.decode(): leaf, second.decode(): leaf})
+    assert [e.key for e in mst.decode_node(good.blocks[good.root]).entries] == [first.decode(), second.decode()]
+    assert (
+        invert_ops(good.root, [_create(second.decode(), leaf)], good.blocks) == mst.build({first.decode(): leaf}).root
+    )
+    cases = [
+        [{"p": 3, "k": first, "v": leaf, "t": None}],
+        [{"p": 0, "k": first, "v": leaf, "t": None}, {"p": len(first) + 2, "k": b"b", "v": leaf, "t": None}],
+    ]
+    for entries in cases:
+        blocks: dict[CID, bytes] = {}
+        root = _store(blocks, dagcbor.encode({"l": None, "e": entries}))
+        with pytest.raises(mst.MstError):
+            mst.decode_node(blocks[root])
+        assert _reason(root, [_create(first.decode(), leaf)], blocks) is InversionFailure.MALFORMED_NODE
