@@ -11,7 +11,8 @@ frames, the median of K rounds of:
 - decode+verify: the same plus ``verify_commit`` against the state held for each repo (rev, data root),
   which advances commit by commit as it would in ingest; keys are parsed once per repo, as an identity
   cache would hold them.
-Prints commits/s for both and their ratio, and where the verification time goes (µs per commit:
+The two paths' rounds alternate, so load from other jobs falls on both alike. Prints commits/s for
+both and their ratio, and where the verification time goes (µs per commit:
 signature check by curve, op inversion, commit block). Times are this process's CPU time, so another
 job on a shared machine slows the run less than it would wall-clock figures; a reference line (a
 fixed pure-Python loop) says how fast this core runs Python. The goal is ≥ 5,000 verified commits/s
@@ -122,15 +123,17 @@ def decode_verify(work: Workload) -> int:
     return ops
 
 
-def measure(fn: Callable[[Workload], int], work: Workload, rounds: int) -> tuple[float, int]:
-    rates = []
-    result = 0
+def measure(fns: list[Callable[[Workload], int]], work: Workload, rounds: int) -> list[float]:
+    """The median commits/s of each function, their rounds interleaved so that a change in what else
+    the machine runs falls on all of them alike."""
+    rates: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
-        gc.collect()
-        start = time.process_time()
-        result = fn(work)
-        rates.append(len(work.frames) / (time.process_time() - start))
-    return statistics.median(rates), result
+        for fn, out in zip(fns, rates, strict=True):
+            gc.collect()
+            start = time.process_time()
+            fn(work)
+            out.append(len(work.frames) / (time.process_time() - start))
+    return [statistics.median(r) for r in rates]
 
 
 def breakdown(work: Workload) -> dict[str, float]:
@@ -180,10 +183,11 @@ def main() -> int:
         f"mean frame {size:,.0f} bytes, {args.repos} repos of ~{args.records} records "
         f"(built in {time.perf_counter() - start:.0f} s); median of {args.rounds} rounds, one core"
     )
-    reference = min(timeit.repeat("sum(range(1000))", number=2_000, repeat=5)) / 2_000 * 1e6
-    print(f"python reference: sum(range(1000)) takes {reference:.1f} µs on this core")
-    r_decode, _ = measure(decode, work, args.rounds)
-    r_verify, _ = measure(decode_verify, work, args.rounds)
+    # CPU time, like the figures below, so time spent waiting for the core is not counted.
+    timer = timeit.Timer("sum(range(1000))", timer=time.process_time)
+    reference = min(timer.repeat(number=2_000, repeat=5)) / 2_000 * 1e6
+    print(f"python reference: sum(range(1000)) takes {reference:.1f} µs of CPU on this core")
+    r_decode, r_verify = measure([decode, decode_verify], work, args.rounds)
     print(f"{'path':<36}{'commits/s':>12}{'µs/commit':>12}")
     print(f"{'decode (frame, message, CAR)':<36}{r_decode:>12,.0f}{1e6 / r_decode:>12,.1f}")
     print(f"{'decode + verify_commit':<36}{r_verify:>12,.0f}{1e6 / r_verify:>12,.1f}")
