@@ -16,7 +16,13 @@ Row = Mapping[str, Any]
 
 def when(value: datetime) -> str:
     """An atproto datetime: UTC, milliseconds, ``Z``."""
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # asyncpg hands timestamptz over in UTC already; formatted by hand, as every feed row formats two
+    # (%-formatting measured faster here than isoformat() or an f-string).
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond // 1000,
+    )  # fmt: skip
 
 
 def _some(**fields: Any) -> dict[str, Any]:
@@ -28,33 +34,45 @@ def artist_ref(did: str, handle: str | None, avatar: str | None = None, name: st
     return _some(did=did, handle=handle, name=name, avatar=avatar)
 
 
+# Optional fields of a track view: (view key, column), left out when the column is NULL.
+_TRACK_OPTIONAL = (
+    ("album", "album"),
+    ("duration", "duration"),
+    ("imageUrl", "image_url"),
+    ("description", "description"),
+    ("labels", "labels"),
+    ("supportGate", "support_gate"),
+)
+
+
 def track_view(row: Row, people: Mapping[str, Row], public_url: str) -> dict[str, Any]:
-    """A track row (``api.sql.TRACK_COLUMNS``) with its featured artists looked up in ``people``."""
+    """A track row (``api.sql.TRACK_COLUMNS``) with its featured artists looked up in ``people``.
+    Built field by field rather than through ``_some``: feeds build fifty of these per page."""
     features = []
-    for feature in row["features"] or []:
+    for feature in row["features"] or ():
         known = people.get(feature["did"])
         handle = known["handle"] if known is not None else None
         features.append(artist_ref(feature["did"], handle, known["avatar"] if known is not None else None))
-    return _some(
-        uri=row["uri"],
-        cid=row["cid"],
-        title=row["title"],
-        artist=artist_ref(row["did"], row["artist_handle"], row["artist_avatar"], row["artist"]),
-        features=features,
-        album=row["album"],
-        duration=row["duration"],
-        fileType=row["file_type"],
-        imageUrl=row["image_url"],
-        description=row["description"],
-        labels=row["labels"],
-        supportGate=row["support_gate"],
-        likeCount=row["like_count"],
-        commentCount=row["comment_count"],
-        createdAt=when(row["created_at"]),
-        indexedAt=when(row["indexed_at"]),
-        # A did:web with a port holds "%3A"; quoted, it survives the server's path decoding.
-        streamUrl=f"{public_url.rstrip('/')}/stream/{quote(row['did'], safe=':')}/{row['rkey']}",
-    )
+    did = row["did"]
+    artist = {"did": did, "name": row["artist"]}
+    if (handle := row["artist_handle"]) is not None:
+        artist["handle"] = handle
+    if (avatar := row["artist_avatar"]) is not None:
+        artist["avatar"] = avatar
+    view: dict[str, Any] = {"uri": row["uri"], "cid": row["cid"], "title": row["title"], "artist": artist}
+    view["features"] = features
+    for key, column in _TRACK_OPTIONAL:
+        if (value := row[column]) is not None:
+            view[key] = value
+    view["fileType"] = row["file_type"]
+    view["likeCount"] = row["like_count"]
+    view["commentCount"] = row["comment_count"]
+    view["createdAt"] = when(row["created_at"])
+    view["indexedAt"] = when(row["indexed_at"])
+    # A did:web with a port holds "%3A"; quoted, it survives the server's path decoding.
+    path_did = did if did.startswith("did:plc:") else quote(did, safe=":")
+    view["streamUrl"] = f"{public_url.rstrip('/')}/stream/{path_did}/{row['rkey']}"
+    return view
 
 
 def artist_view(row: Row) -> dict[str, Any]:
