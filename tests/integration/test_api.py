@@ -121,18 +121,25 @@ def corpus() -> tuple[list[Event], dict[str, tuple[str, str]]]:
     return out, tracks
 
 
+async def build_read_model(
+    kafka_bootstrap: str, database_url: str, pool: asyncpg.Pool, topic: str, events: list[Event], schema: str
+) -> None:
+    """The corpus through the real broker and projector into ``schema``, rankings refreshed."""
+    async with pool.acquire() as conn:
+        await migrate(conn, "read", schema)
+    # An operator took this repo down locally before its records arrived: the projector's counts
+    # must leave it out from the start.
+    await pool.execute(f"INSERT INTO {schema}.artists (did, local_takedown) VALUES ($1, true)", LOCAL)
+    await project_all(kafka_bootstrap, database_url, pool, topic, events, schema)
+    await refresh_top_tracks(pool, schema)
+
+
 @pytest.fixture(scope="module")
 async def world(kafka_bootstrap: str, database_url: str) -> AsyncIterator[World]:
     events, tracks = corpus()
     topic = f"test.api.{uuid.uuid4().hex[:8]}"
     async with asyncpg.create_pool(database_url, min_size=1, max_size=4) as pool:
-        async with pool.acquire() as conn:
-            await migrate(conn, "read", SCHEMA)
-        # An operator took this repo down locally before its records arrived: the projector's counts
-        # must leave it out from the start.
-        await pool.execute(f"INSERT INTO {SCHEMA}.artists (did, local_takedown) VALUES ($1, true)", LOCAL)
-        await project_all(kafka_bootstrap, database_url, pool, topic, events, SCHEMA)
-        await refresh_top_tracks(pool, SCHEMA)
+        await build_read_model(kafka_bootstrap, database_url, pool, topic, events, SCHEMA)
         port = free_port()
         settings = ApiSettings(
             schema_name=SCHEMA,

@@ -36,11 +36,8 @@ from schemathesis.specs.openapi.checks import (
 
 from api.app import create_app
 from api.settings import ApiSettings
-from projector.ranking import refresh_top_tracks
-from schemas.migrate import migrate
 from tests.fuzz.harness import scale
-from tests.integration.test_api import LOCAL, corpus
-from tests.integration.test_projector import project_all
+from tests.integration.test_api import build_read_model, corpus
 from tests.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -70,11 +67,7 @@ async def read_model(kafka_bootstrap: str, database_url: str) -> str:
     events, _ = corpus()
     topic = f"test.schemathesis.{uuid.uuid4().hex[:8]}"
     async with asyncpg.create_pool(database_url, min_size=1, max_size=4) as pool:
-        async with pool.acquire() as conn:
-            await migrate(conn, "read", SCHEMA)
-        await pool.execute(f"INSERT INTO {SCHEMA}.artists (did, local_takedown) VALUES ($1, true)", LOCAL)
-        await project_all(kafka_bootstrap, database_url, pool, topic, events, SCHEMA)
-        await refresh_top_tracks(pool, SCHEMA)
+        await build_read_model(kafka_bootstrap, database_url, pool, topic, events, SCHEMA)
     return database_url
 
 
