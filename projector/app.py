@@ -56,6 +56,13 @@ async def open_store(pool: asyncpg.Pool, schema: str, topic: str, validator: Val
     return Store(pool, schema, validator or RecordValidator(), topic)
 
 
+# A projector must fail rather than wait forever: a batch blocked on a row lock held by a session that
+# will never finish (its process killed mid-transaction, a server restarting), or a session left idle
+# in a transaction, ends in an error, and the process is started again from the offsets stored with the
+# rows. The bounds are far above a batch's normal time (well under a second).
+_LIVENESS = {"lock_timeout": "60000", "idle_in_transaction_session_timeout": "60000"}
+
+
 async def rebuild(
     platform: PlatformSettings, settings: ProjectorSettings, *, progress: TextIO | None = None
 ) -> ReplayResult:
@@ -88,7 +95,9 @@ async def run(
     async with contextlib.AsyncExitStack() as stack:
         if settings.metrics_port:
             await stack.enter_async_context(MetricsServer(registry, settings.metrics_host, settings.metrics_port))
-        pool = await stack.enter_async_context(asyncpg.create_pool(platform.database_url, min_size=1, max_size=4))
+        pool = await stack.enter_async_context(
+            asyncpg.create_pool(platform.database_url, min_size=1, max_size=4, server_settings=_LIVENESS)
+        )
         store = await open_store(pool, settings.schema_name, platform.events_topic)
         refresher = asyncio.create_task(
             refresh_periodically(
