@@ -47,7 +47,7 @@ from runtime.logging import get_logger
 from runtime.settings import PlatformSettings
 from schemas.codec import encode as encode_event
 from schemas.envelope import ModerationAction, ModerationEvent, Source
-from schemas.ids import is_did, parse_at_uri
+from schemas.ids import parse_record_uri
 from schemas.topics import key_for
 
 log = get_logger("api.admin")
@@ -283,18 +283,19 @@ class AdminApi:
     def _moderate_record(self, action: ModerationAction) -> Callable[[Request, Params], Any]:
         async def handler(request: Request, p: Params) -> dict[str, Any]:
             uri = p["uri"]
-            parts = parse_at_uri(uri)
-            if parts is None or parts.collection is None or parts.rkey is None or not is_did(parts.authority):
+            record = parse_record_uri(uri)
+            if record is None:
                 raise InvalidRequest(f"{uri!r} does not name a record by its repo's DID (at://DID/COLLECTION/RKEY)")
+            did, collection, rkey = record
             event = ModerationEvent(
-                did=parts.authority,
+                did=did,
                 upstream="operator:admin-api",
                 time=datetime.now(UTC),
                 source=Source.OPERATOR,
                 action=action,
                 reason=p.get("reason"),
-                collection=parts.collection,
-                rkey=parts.rkey,
+                collection=collection,
+                rkey=rkey,
             )
             partition, offset = await self.producer.send(event)
             log.info("admin_moderation", uri=uri, action=action.value, partition=partition, offset=offset)

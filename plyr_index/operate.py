@@ -24,7 +24,7 @@ import orjson
 from runtime.lifecycle import run_until_signalled
 from runtime.logging import configure
 from runtime.settings import PlatformSettings, SettingsError, load_platform
-from schemas.ids import is_did, parse_at_uri
+from schemas.ids import is_did, parse_record_uri
 
 
 def _say(text: str, *, err: bool = False) -> None:
@@ -79,10 +79,10 @@ def _moderation_main(command: str, argv: list[str] | None) -> int:
     args = p.parse_args(argv)
     did, collection, rkey = args.subject, None, None
     if args.subject.startswith("at://"):
-        parts = parse_at_uri(args.subject)
-        if parts is None or parts.collection is None or parts.rkey is None or not is_did(parts.authority):
+        record = parse_record_uri(args.subject)
+        if record is None:
             p.error(f"{args.subject!r} does not name a record by its repo's DID (at://DID/COLLECTION/RKEY)")
-        did, collection, rkey = parts.authority, parts.collection, parts.rkey
+        did, collection, rkey = record
     elif not is_did(args.subject):
         p.error(f"{args.subject!r} is neither a DID (did:plc:... or did:web:...) nor a record's AT-URI")
     if args.reason is not None and len(args.reason) > 1024:

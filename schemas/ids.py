@@ -108,6 +108,15 @@ def parse_at_uri(s: str) -> AtUriParts | None:
     return AtUriParts(parts[0], collection, rkey)
 
 
+def parse_record_uri(s: str) -> tuple[str, str, str] | None:
+    """(DID, collection, rkey) of an AT-URI naming one record by its repo's DID (not a handle); None
+    if ``s`` is not one."""
+    parts = parse_at_uri(s)
+    if parts is None or parts.collection is None or parts.rkey is None or not is_did(parts.authority):
+        return None
+    return parts.authority, parts.collection, parts.rkey
+
+
 def is_at_uri(s: str) -> bool:
     """Restricted AT-URI syntax as used for records."""
     return parse_at_uri(s) is not None

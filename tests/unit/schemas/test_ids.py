@@ -22,6 +22,7 @@ from schemas.ids import (
     is_record_key,
     is_tid,
     parse_at_uri,
+    parse_record_uri,
     tid_from_datetime,
     tid_to_datetime,
 )
@@ -104,3 +105,10 @@ def test_annotated_types_in_models() -> None:
     assert M(did="did:plc:abc", nsid="fm.plyr.track").did == "did:plc:abc"
     with pytest.raises(ValidationError, match="invalid DID"):
         M(did="plc:abc", nsid="fm.plyr.track")
+
+
+def test_a_record_uri_names_its_repo_by_did() -> None:
+    did = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"
+    assert parse_record_uri(f"at://{did}/fm.plyr.track/3trackaaaaaaa") == (did, "fm.plyr.track", "3trackaaaaaaa")
+    for bad in (f"at://{did}", f"at://{did}/fm.plyr.track", "at://artist.test/fm.plyr.track/3trackaaaaaaa", "x"):
+        assert parse_record_uri(bad) is None, bad
