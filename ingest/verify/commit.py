@@ -30,6 +30,7 @@ from ingest.ipld.car import CarError, CarFile, read_car
 from ingest.ipld.cid import CID, CIDError
 from ingest.messages import Commit, Sync
 from ingest.verify import mst
+from ingest.verify.commit_bytes import read_canonical_commit
 from ingest.verify.crypto import PublicKey
 from ingest.verify.inversion import InversionError, InversionFailure, invert_ops
 from schemas.ids import is_tid, tid_to_datetime
@@ -117,6 +118,14 @@ def read_signed_commit(car: CarFile, cid: CID) -> SignedCommit:
         raise VerifyError(VerifyFailure.MALFORMED_COMMIT, str(err)) from err
     if block is None:
         raise VerifyError(VerifyFailure.MALFORMED_COMMIT, f"commit block {cid} is not in the CAR")
+    fields = read_canonical_commit(block)
+    if fields is not None:
+        # The canonical v3 layout, read and proved in one step; only the TID syntax is left.
+        if not is_tid(fields.rev):
+            raise VerifyError(VerifyFailure.MALFORMED_COMMIT, f"commit rev {fields.rev[:20]!r} is not a TID")
+        return SignedCommit(
+            fields.did, COMMIT_VERSION, fields.data, fields.rev, fields.prev, fields.sig, fields.unsigned
+        )
     try:
         obj = dagcbor.decode(block)
     except dagcbor.DagCborError as err:
