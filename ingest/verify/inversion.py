@@ -75,6 +75,7 @@ class InversionError(ValueError):
 
 # CIDv1, dag-cbor, sha2-256, 32 bytes: the only CIDs MST nodes are stored under.
 _NODE_CID_PREFIX: Final = b"\x01\x71\x12\x20"
+_SHA256_CID_LEN: Final = 36
 
 
 class _Node:
@@ -93,7 +94,7 @@ class _Node:
     known to be what the writer writes for its fields and only the key checks remain.
     """
 
-    __slots__ = ("cid", "data", "keys", "pres", "read_cid", "subs", "unchecked", "vals", "written")
+    __slots__ = ("cid", "data", "keys", "opened", "pres", "read_cid", "subs", "unchecked", "vals", "written")
 
     def __init__(
         self,
@@ -115,6 +116,9 @@ class _Node:
         self.pres = pres
         self.unchecked = data is not None
         self.written = written
+        # Indices of the subtrees read in place (by _descend) while ``data`` is kept: the only links
+        # sealing may have to swap, so it need not look at the others.
+        self.opened: list[int] = []
 
     def is_empty(self) -> bool:
         return not self.keys and self.subs[0] is None
@@ -333,10 +337,11 @@ class _Tree:
     def _descend(self, node: _Node, g: int) -> _Node | None:
         """Child ``g`` of ``node``, read and kept in place; None if there is none."""
         sub = node.subs[g]
-        if sub is None:
-            return None
-        child = self._loaded(sub)
+        if sub is None or isinstance(sub, _Node):
+            return sub
+        child = self._load(sub)
         node.subs[g] = child
+        node.opened.append(g)
         return child
 
     # ------------------------------------------------------------------------------------ the edits
@@ -428,8 +433,15 @@ class _Tree:
                 if g == len(node.keys) or node.keys[g] != key:
                     raise _absent(key)
                 old = node.vals[g]
-                node.reshaped()
+                node.check()
+                node.cid = None
                 node.vals[g] = value
+                # Only the value changes: swap it into the bytes (the node is canonical, so where the
+                # old link occurs exactly once it is the value's), else write the node afresh.
+                data = node.data
+                if data is not None:
+                    old_link = _link(old)
+                    node.data = data.replace(old_link, _link(value)) if data.count(old_link) == 1 else None
                 return old
             child = self._descend(node, g)
             if child is None:
@@ -452,15 +464,18 @@ def _seal(sub: _Node | bytes | None) -> bytes | None:
     node = sub
     if node.cid is not None:
         return node.cid
-    links = [_seal(s) if isinstance(s, _Node) else s for s in node.subs]
     data = node.data
     if data is not None:
-        # Only child links changed, and every link is the same 36 bytes: swap them into the bytes as
-        # read rather than writing the node again. A link found other than exactly once (a value
-        # equal to the child's CID) falls back to writing the node.
-        for child, link in zip(node.subs, links, strict=True):
-            if type(child) is _Node and child.read_cid != link:
-                assert child.read_cid is not None and link is not None  # data is kept only for read children
+        # Only child links changed (the subtrees read in place), and every link is the same 36 bytes:
+        # swap them into the bytes as read rather than writing the node again. A link found other
+        # than exactly once (a value equal to the child's CID) falls back to writing the node.
+        subs = node.subs
+        for g in node.opened:
+            child = subs[g]
+            assert isinstance(child, _Node) and child.read_cid is not None  # opened: read in place, not moved
+            link = _seal(child)
+            assert link is not None
+            if link != child.read_cid:
                 old = _link(child.read_cid)
                 if data.count(old) != 1:
                     node.check()
@@ -468,6 +483,7 @@ def _seal(sub: _Node | bytes | None) -> bytes | None:
                     break
                 data = data.replace(old, _link(link))
     if data is None:
+        links = [_seal(s) if isinstance(s, _Node) else s for s in node.subs]
         data = _encode_node(node.keys, node.vals, links, node.pres)
     node.cid = _NODE_CID_PREFIX + hashlib.sha256(data).digest()
     return node.cid
@@ -476,6 +492,9 @@ def _seal(sub: _Node | bytes | None) -> bytes | None:
 def _checked_cid(raw: bytes | None, what: str) -> bytes:
     if raw is None:
         raise InversionError(InversionFailure.INVALID_OP, f"{what} is missing")
+    # The common case, which CID() would accept: v1, a one-byte codec, sha2-256, 32 bytes.
+    if len(raw) == _SHA256_CID_LEN and raw[0] == 1 and raw[1] < 0x80 and raw[2:4] == b"\x12\x20":
+        return raw
     try:
         CID(raw)
     except CIDError as err:
