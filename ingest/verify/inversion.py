@@ -26,15 +26,14 @@ Invariants:
   Recursion follows layers, which fall by one per level from at most 128, so it is bounded.
 
 Speed: a commit is verified on the ingest hot path, and reading a node through the strict codec
-(≈60 µs) and writing it back (≈45 µs) would cost more than the signature check. Nodes in canonical
-byte form are read by :func:`node_bytes.read_canonical`, two compiled patterns that read the fields
-and prove the bytes are what the writer writes for them in one step (≈4 µs, what a libipld decode
-and picking the fields out cost), so holding such a node to the canonical form leaves only the key
-checks. Any other block is read with libipld (the node schema fixes which fields are links, so links
-coming back as bytes is no ambiguity) and, where it must be canonical, written back by
+(≈60 µs) and writing it back (≈45 µs) would cost more than the signature check. Nodes are read with
+libipld (≈1 µs; the node schema fixes which fields are links, so links coming back as bytes is no
+ambiguity), and a node that must be canonical is held to that form by
+:func:`node_bytes.is_canonical`, one compiled pattern that proves the bytes are what the writer
+writes for the fields read, leaving only the key checks; a node it does not cover is written back by
 :func:`node_bytes.encode_node`, a writer for this one fixed shape whose output is byte-for-byte
 ``mst.encode_node``'s (tests hold it to that), and compared. A node passed through is not written at
-all: the new child link is swapped into its bytes.
+all: the new child link is swapped into its bytes, and so is an updated value.
 """
 
 from __future__ import annotations
@@ -43,17 +42,17 @@ import hashlib
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Final, cast
+from typing import Final
 
-import libipld
+from libipld import decode_dag_cbor as _decode_dag_cbor
 
 from ingest.ipld.cid import CID, CIDError
 from ingest.messages import RepoOp
 from ingest.verify.mst import key_height
 from ingest.verify.node_bytes import encode_node as _encode_node
+from ingest.verify.node_bytes import is_canonical
 from ingest.verify.node_bytes import link as _link
 from ingest.verify.node_bytes import prefix_len as _prefix_len
-from ingest.verify.node_bytes import read_canonical
 
 
 class InversionFailure(StrEnum):
@@ -89,12 +88,11 @@ class _Node:
     values and the presence of its subtrees are unchanged, so only child links can differ and they are
     swapped into the bytes in place. ``pres`` are the keys' prefix lengths, kept up to date by each
     edit (computing them afresh for a whole node costs more than writing it).
-    ``unchecked`` is true for a node read but not yet held to the canonical form (:meth:`check`);
-    ``written`` is true when its bytes were read by ``node_bytes.read_canonical``, so they are already
-    known to be what the writer writes for its fields and only the key checks remain.
+    ``unchecked`` is true for a node read but not yet held to the canonical form (:meth:`check`).
+    ``opened`` are the indices of the subtrees read in place while ``data`` is kept.
     """
 
-    __slots__ = ("cid", "data", "keys", "opened", "pres", "read_cid", "subs", "unchecked", "vals", "written")
+    __slots__ = ("cid", "data", "keys", "opened", "pres", "read_cid", "subs", "unchecked", "vals")
 
     def __init__(
         self,
@@ -102,10 +100,8 @@ class _Node:
         vals: list[bytes],
         subs: list[_Node | bytes | None],
         pres: list[int],
-        *,
         cid: bytes | None = None,
         data: bytes | None = None,
-        written: bool = False,
     ) -> None:
         self.keys = keys
         self.vals = vals
@@ -115,7 +111,6 @@ class _Node:
         self.data = data
         self.pres = pres
         self.unchecked = data is not None
-        self.written = written
         # Indices of the subtrees read in place (by _descend) while ``data`` is kept: the only links
         # sealing may have to swap, so it need not look at the others.
         self.opened: list[int] = []
@@ -126,20 +121,21 @@ class _Node:
     def check(self) -> None:
         """Refuse a node read that is not exactly what ``mst.encode_node`` writes; once, before any edit.
 
-        The test is writing the fields as read back: the writer emits only
+        The test is that writing the fields as read back gives the same bytes: the writer emits only
         ``{"e": [{"k": bytes, "p": uint, "t": link|null, "v": link}...], "l": link|null}`` in canonical
         form, so equal bytes mean the block is that shape, with links as tag-42 links (libipld returns
-        links and byte strings alike as bytes) and every head minimal. A node read by
-        ``read_canonical`` has passed that test as it was read. What writing back cannot see is
-        checked after: each prefix length within the key before (the first one 0), key order, maximal
-        prefix compression, UTF-8 keys.
+        links and byte strings alike as bytes) and every head minimal. ``node_bytes.is_canonical``
+        gives that answer for the nodes it covers without writing anything (one compiled pattern);
+        the others are written back and compared. What writing back cannot see is checked after:
+        each prefix length within the key before (the first one 0), key order, maximal prefix
+        compression, UTF-8 keys.
         """
         if not self.unchecked:
             return
         self.unchecked = False
         assert self.data is not None and self.read_cid is not None
         cid, keys, pres = self.read_cid, self.keys, self.pres
-        if not self.written:
+        if not is_canonical(self.data, len(keys)):
             links = [c.read_cid if isinstance(c, _Node) else c for c in self.subs]
             try:
                 written = _encode_node(keys, self.vals, links, pres)
@@ -217,43 +213,36 @@ def _malformed(cid: bytes, why: str) -> InversionError:
 def _decode_node(cid: bytes, data: bytes) -> _Node:
     """Read a node block that hashed to ``cid``: its keys, values and links, typed for the walk.
 
-    Only what the walk relies on is checked here (links are bytes or null, keys bytes); the canonical
-    form is checked by :meth:`_Node.check` when the node is rewritten (see the module docstring).
-    Bytes in the canonical form are read by ``read_canonical``, which proves that form as it reads;
-    the rest (any other node, or no node at all) by libipld, to be proved by writing back if needed.
+    libipld decodes it (DAG-CBOR, but not held to the canonical form; the node schema fixes which
+    fields are links, so links coming back as bytes is no ambiguity). Only what the walk relies on is
+    checked here (links are bytes or null, keys bytes); the canonical form is checked by
+    :meth:`_Node.check` when the node is rewritten (see the module docstring).
     """
-    fields = read_canonical(data)
-    if fields is None:
-        return _decode_general(cid, data)
-    keys, vals, links, pres = fields
-    # A list of links is a list of subtrees not yet read (list is invariant, hence the cast).
-    return _Node(keys, vals, cast("list[_Node | bytes | None]", links), pres, cid=cid, data=data, written=True)
-
-
-def _decode_general(cid: bytes, data: bytes) -> _Node:
-    """Any other block, through libipld: a node in some other form, or no node at all."""
     try:
-        raw = libipld.decode_dag_cbor(data)
+        raw = _decode_dag_cbor(data)
     except (ValueError, TypeError, OverflowError, RecursionError) as err:
         # RecursionError: libipld's answer to nesting past its depth limit.
         raise _malformed(cid, f"not DAG-CBOR: {err}") from err
+    keys: list[bytes] = []
+    vals: list[bytes] = []
+    pres: list[int] = []
     try:
-        entries = raw["e"]
-        links: list[_Node | bytes | None] = [raw["l"], *[e["t"] for e in entries]]
-        pres: list[int] = [e["p"] for e in entries]
-        keys: list[bytes] = []
+        links: list[_Node | bytes | None] = [raw["l"]]
         previous = b""
-        for p, e in zip(pres, entries, strict=True):
+        for e in raw["e"]:
+            p = e["p"]
             # bytes + anything but bytes is a TypeError, and so is slicing by anything but an int.
             previous = previous[:p] + e["k"]
             keys.append(previous)
-        vals: list[bytes] = [e["v"] for e in entries]
+            pres.append(p)
+            vals.append(e["v"])
+            links.append(e["t"])
     except (KeyError, TypeError, IndexError, ValueError) as err:
         raise _malformed(cid, f"not an MST node: {err!r}") from err
     for sub in links:
         if sub is not None and type(sub) is not bytes:
             raise _malformed(cid, "a subtree link is not a link or null")
-    return _Node(keys, vals, links, pres, cid=cid, data=data)
+    return _Node(keys, vals, links, pres, cid, data)
 
 
 def _absent(key: bytes) -> InversionError:
