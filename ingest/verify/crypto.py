@@ -69,7 +69,8 @@ _ORDER: Final = {
     KeyAlgorithm.K256: 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141,
     KeyAlgorithm.P256: 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
 }
-_HALF_ORDER: Final = {alg: n // 2 for alg, n in _ORDER.items()}
+_K256_ORDER: Final = _ORDER[KeyAlgorithm.K256]
+_P256_ORDER: Final = _ORDER[KeyAlgorithm.P256]
 _LEGACY_TYPES: Final = {
     "EcdsaSecp256k1VerificationKey2019": KeyAlgorithm.K256,
     "EcdsaSecp256r1VerificationKey2019": KeyAlgorithm.P256,
@@ -144,9 +145,12 @@ class PublicKey:
             return SignatureFault.MALFORMED
         r = int.from_bytes(signature[:32], "big")
         s = int.from_bytes(signature[32:], "big")
-        if not (0 < r < _ORDER[self.algorithm] and 0 < s < _ORDER[self.algorithm]):
+        # Identity tests, not dict look-ups: an enum member's hash is a Python-level call.
+        k256 = self.algorithm is KeyAlgorithm.K256
+        order = _K256_ORDER if k256 else _P256_ORDER
+        if not (0 < r < order and 0 < s < order):
             return SignatureFault.MALFORMED
-        if s > _HALF_ORDER[self.algorithm]:
+        if s > order // 2:
             return SignatureFault.HIGH_S
         # Both libraries take DER; the compact form was checked above, so this is just a re-spelling.
         der = encode_dss_signature(r, s)
