@@ -106,7 +106,12 @@ async def _search(request: Request, p: Params, q: str) -> dict[str, Any]:
     c = ctx(request)
     kinds = [p["type"]] if p["type"] is not None else list(_SOURCES)
     after = decode("search", p["cursor"], (Int32, float, str, str))
-    first = 0 if after is None else int(after[0])
+    first, resume = 0, None
+    if after is not None:
+        klass, sim, kind, key = after
+        # decode checked the shape: (class, similarity, kind, key).
+        assert isinstance(klass, int) and isinstance(sim, int | float)
+        first, resume = klass, (-float(sim), kind, key)
     classes = 4 if len(q) >= _TRIGRAM_MIN else 2
     want = p["limit"] + 1
     rows: list[Any] = []
@@ -127,9 +132,9 @@ async def _search(request: Request, p: Params, q: str) -> dict[str, Any]:
             # Every parameter is named, so each is typed whichever class this statement reads.
             cond = "WHERE $2::text IS NOT NULL AND $3::text IS NOT NULL"
             extra: tuple[Any, ...] = ()
-            if after is not None and klass == first:
+            if resume is not None and klass == first:
                 cond += " AND (-sim, kind, key) > ($5, $6, $7)"
-                extra = (-float(after[1]), after[2], after[3])
+                extra = resume
             rows += await conn.fetch(
                 f"SELECT * FROM ({union}) s {cond} ORDER BY sim DESC, kind, key LIMIT $4",
                 *args,
