@@ -11,8 +11,6 @@ CREATE INDEX tracks_search_sorted ON tracks (search_norm(title) text_pattern_ops
 CREATE INDEX artists_search_sorted ON artists (search_norm(handle) text_pattern_ops, did)
     INCLUDE (handle, active, local_takedown);
 CREATE INDEX lists_search_sorted ON lists (search_norm(name) text_pattern_ops, uri) INCLUDE (name, did, list_type);
--- The planner picks, per query, between walking that index and the trigram bitmap by how many titles it
--- expects to contain the text; its estimate comes from these statistics (the default 100 values cannot
--- tell a word in 0.1% of titles from one in none).
-ALTER INDEX tracks_search_sorted ALTER COLUMN 1 SET STATISTICS 1000;
-ALTER INDEX lists_search_sorted ALTER COLUMN 1 SET STATISTICS 1000;
+-- Whether to walk one of these or build the trigram bitmap is the planner's choice per query (the API
+-- asks for custom plans); the default statistics tell common text from rare well enough, and a higher
+-- target (1000) made ANALYZE of a million tracks take 10.5 s instead of 1.4 s.
