@@ -9,7 +9,7 @@ order, fuzzy as the trigram index yields them, which bounds a query's cost.
 
 Classes are read one statement at a time and only as far as the page needs: a common word fills a
 page with exact or prefix matches from an ordered btree walk and never builds the trigram bitmap. The
-substring class is one statement per class whose plan Postgres picks per query (a custom plan, never a
+substring class is the one statement whose plan Postgres picks per query (a custom plan, never a
 cached generic one): a walk of the ordered index that stops at the limit for text many titles contain,
 the trigram bitmap for rare text. Both give the same rows, since the order is the same.
 """
@@ -30,6 +30,7 @@ from api.sql import ARTIST_COLUMNS, LIST_COLUMNS, LISTS, TRACK_COLUMNS, TRACKS
 from api.xrpc import Params, add_query
 
 _MATCH = ("exact", "prefix", "substring", "fuzzy")
+_SUBSTRING = _MATCH.index("substring")
 # Straight and typographic quotes (left/right single and double).
 _QUOTES = "\"'\u2018\u2019\u201c\u201d"
 
@@ -117,13 +118,11 @@ async def _search(request: Request, p: Params, q: str) -> dict[str, Any]:
     rows: list[Any] = []
     async with c.pool.acquire() as conn, conn.transaction(readonly=True):
         # Every class must come from its index: a LIMIT tempts the planner into a sequential scan that
-        # computes similarity for a million titles when matches turn out rare. A custom plan per query,
-        # because whether to walk the ordered index or build the trigram bitmap depends on the text.
+        # computes similarity for a million titles when matches turn out rare. The substring class is
+        # planned per query (whether to walk the ordered index or build the trigram bitmap depends on
+        # the text); the others keep their cached plans, whose shape never depends on it.
         # A stricter similarity threshold prunes fuzzy candidates inside the trigram index itself.
-        await conn.execute(
-            "SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_custom_plan;"
-            f" SET LOCAL pg_trgm.similarity_threshold = {_FUZZY}"
-        )
+        await conn.execute(f"SET LOCAL enable_seqscan = off; SET LOCAL pg_trgm.similarity_threshold = {_FUZZY}")
         norm = await conn.fetchval("SELECT search_norm($1)", q)
         args = (norm, _like_escape(norm), _above_prefixes(norm))
         # Classes in rank order, each only if the page is not full yet (and none before the cursor's).
@@ -135,12 +134,16 @@ async def _search(request: Request, p: Params, q: str) -> dict[str, Any]:
             if resume is not None and klass == first:
                 cond += " AND (-sim, kind, key) > ($5, $6, $7)"
                 extra = resume
+            if klass == _SUBSTRING:  # the one class whose best plan depends on the text
+                await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             rows += await conn.fetch(
                 f"SELECT * FROM ({union}) s {cond} ORDER BY sim DESC, kind, key LIMIT $4",
                 *args,
                 want - len(rows),
                 *extra,
             )
+            if klass == _SUBSTRING:
+                await conn.execute("SET LOCAL plan_cache_mode = auto")
             if len(rows) >= want:
                 break
     shown, cursor = page(rows, p["limit"], "search", lambda r: (r["class"], r["sim"], r["kind"], r["key"]))
