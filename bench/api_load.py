@@ -21,6 +21,7 @@ import base64
 import bisect
 import hashlib
 import itertools
+import os
 import random
 import time
 from array import array
@@ -33,7 +34,8 @@ import asyncpg
 
 from schemas.migrate import migrate
 
-DATABASE = "plyr_bench_api"
+# PLYR_BENCH_API_DB: another database to load or reuse (a copy made to try a schema change on).
+DATABASE = os.environ.get("PLYR_BENCH_API_DB", "plyr_bench_api")
 SCHEMA = "bench_read"
 CDN_ORIGIN = "https://cdn.plyr.test"
 _TABLES = ("artists", "tracks", "tracks_by_likes", "likes", "lists", "list_items")

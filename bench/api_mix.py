@@ -657,10 +657,13 @@ async def main_async(args: argparse.Namespace) -> str | None:
         del mix["stream"]
         skipped = f"the app does not serve {STREAM_ROUTE} yet: api/app.py does not include api.stream's router"
     kinds = list(mix)
-    async with open_pool(dsn, api) as pool:
+    # The ranking is the projector's job, not a request: it runs without the API's statement timeout
+    # (a month of likes takes longer than that while the copy's pages are still cold).
+    async with asyncpg.create_pool(dsn, min_size=1, max_size=1) as plain:
         t = time.perf_counter()
-        ranked = await refresh_top_tracks(pool, SCHEMA)
+        ranked = await refresh_top_tracks(plain, SCHEMA)
         print(f"top_tracks refreshed in {time.perf_counter() - t:.1f} s: {ranked}")
+    async with open_pool(dsn, api) as pool:
         samples = await sample(pool)
         samples.cursors = await harvest_cursors(pool, api)
         rng = random.Random(3)

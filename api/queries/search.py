@@ -1,11 +1,17 @@
 """Search over tracks, artists, albums and playlists with pg_trgm.
 
 Text is compared through the read models' ``search_norm`` (case folded, typographic quotes plain), the
-same function the trigram indexes are built on. Ranking: exact, then prefix, then substring, then
-fuzzy (trigram similarity over the threshold); within a class by similarity, then uri, so pages are
+same function the indexes are built on. Ranking: exact, then prefix, then substring, then fuzzy
+(trigram similarity over the threshold); within a class by similarity, then kind and key, so pages are
 stable and a cursor on (class, similarity, kind, key) never skips or repeats. Each class of each kind
-is at most the first ``_CANDIDATES`` matches (exact and prefix in order, the others as the trigram
-index yields them), which bounds a query's cost.
+is at most the first ``_CANDIDATES`` matches: exact, prefix and substring in (normalized text, key)
+order, fuzzy as the trigram index yields them, which bounds a query's cost.
+
+Classes are read one statement at a time and only as far as the page needs: a common word fills a
+page with exact or prefix matches from an ordered btree walk and never builds the trigram bitmap. The
+substring class is the one statement whose plan Postgres picks per query (a custom plan, never a
+cached generic one): a walk of the ordered index that stops at the limit for text many titles contain,
+the trigram bitmap for rare text. Both give the same rows, since the order is the same.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from api.sql import ARTIST_COLUMNS, LIST_COLUMNS, LISTS, TRACK_COLUMNS, TRACKS
 from api.xrpc import Params, add_query
 
 _MATCH = ("exact", "prefix", "substring", "fuzzy")
+_SUBSTRING = _MATCH.index("substring")
 # Straight and typographic quotes (left/right single and double).
 _QUOTES = "\"'\u2018\u2019\u201c\u201d"
 
@@ -52,14 +59,16 @@ _TRIGRAM_MIN = 3
 
 
 def _source(kind: str, field: str, from_: str, key: str, extra: str = "") -> tuple[str, ...]:
-    # $1 = search_norm(q), $2 = it escaped for LIKE, $4 = the first string above every prefix of $1.
+    # $1 = search_norm(q), $2 = it escaped for LIKE, $3 = the first string above every prefix of $1.
+    # "USING ~<~" is the byte order of the text_pattern_ops index, which a plain ORDER BY cannot use.
     n = f"search_norm({field})"
     head = f"SELECT '{kind}'::text AS kind, {key} AS key, {{klass}} AS class,"
     head += f" public.similarity({n}, $1)::float8 AS sim FROM {from_} WHERE {field} IS NOT NULL {extra} AND"
+    sorted_ = f"ORDER BY {n} USING ~<~, {key} LIMIT {_CANDIDATES}"
     return (
         f"({head.format(klass=0)} {n} = $1 ORDER BY {key} LIMIT {_CANDIDATES})",
-        f"({head.format(klass=1)} {n} ~>=~ $1 AND {n} ~<~ $4 AND {n} <> $1 ORDER BY {n} LIMIT {_CANDIDATES})",
-        f"({head.format(klass=2)} {n} LIKE '%' || $2 || '%' AND NOT ({n} ~>=~ $1 AND {n} ~<~ $4) LIMIT {_CANDIDATES})",
+        f"({head.format(klass=1)} {n} ~>=~ $1 AND {n} ~<~ $3 AND {n} <> $1 {sorted_})",
+        f"({head.format(klass=2)} {n} LIKE '%' || $2 || '%' AND NOT ({n} ~>=~ $1 AND {n} ~<~ $3) {sorted_})",
         f"({head.format(klass=3)} {n} OPERATOR(public.%) $1 AND {n} NOT LIKE '%' || $2 || '%' LIMIT {_CANDIDATES})",
     )
 
@@ -98,24 +107,45 @@ async def _search(request: Request, p: Params, q: str) -> dict[str, Any]:
     c = ctx(request)
     kinds = [p["type"]] if p["type"] is not None else list(_SOURCES)
     after = decode("search", p["cursor"], (Int32, float, str, str))
-    # $2 is named here too: a short query's statement has no trigram class that would type it.
-    cond = "WHERE $2::text IS NOT NULL" + ("" if after is None else " AND (class, -sim, kind, key) > ($5, $6, $7, $8)")
+    first, resume = 0, None
+    if after is not None:
+        klass, sim, kind, key = after
+        # decode checked the shape: (class, similarity, kind, key).
+        assert isinstance(klass, int) and isinstance(sim, int | float)
+        first, resume = klass, (-float(sim), kind, key)
     classes = 4 if len(q) >= _TRIGRAM_MIN else 2
-    union = " UNION ALL ".join(scan for k in kinds for scan in _SOURCES[k][:classes])
+    want = p["limit"] + 1
+    rows: list[Any] = []
     async with c.pool.acquire() as conn, conn.transaction(readonly=True):
         # Every class must come from its index: a LIMIT tempts the planner into a sequential scan that
-        # computes similarity for a million titles when matches turn out rare.
+        # computes similarity for a million titles when matches turn out rare. The substring class is
+        # planned per query (whether to walk the ordered index or build the trigram bitmap depends on
+        # the text); the others keep their cached plans, whose shape never depends on it.
         # A stricter similarity threshold prunes fuzzy candidates inside the trigram index itself.
         await conn.execute(f"SET LOCAL enable_seqscan = off; SET LOCAL pg_trgm.similarity_threshold = {_FUZZY}")
         norm = await conn.fetchval("SELECT search_norm($1)", q)
-        rows = await conn.fetch(
-            f"SELECT * FROM ({union}) s {cond} ORDER BY class, sim DESC, kind, key LIMIT $3",
-            norm,
-            _like_escape(norm),
-            p["limit"] + 1,
-            _above_prefixes(norm),
-            *(() if after is None else (after[0], -float(after[1]), after[2], after[3])),  # type: ignore[arg-type]
-        )
+        args = (norm, _like_escape(norm), _above_prefixes(norm))
+        # Classes in rank order, each only if the page is not full yet (and none before the cursor's).
+        for klass in range(first, classes):
+            union = " UNION ALL ".join(_SOURCES[k][klass] for k in kinds)
+            # Every parameter is named, so each is typed whichever class this statement reads.
+            cond = "WHERE $2::text IS NOT NULL AND $3::text IS NOT NULL"
+            extra: tuple[Any, ...] = ()
+            if resume is not None and klass == first:
+                cond += " AND (-sim, kind, key) > ($5, $6, $7)"
+                extra = resume
+            if klass == _SUBSTRING:  # the one class whose best plan depends on the text
+                await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            rows += await conn.fetch(
+                f"SELECT * FROM ({union}) s {cond} ORDER BY sim DESC, kind, key LIMIT $4",
+                *args,
+                want - len(rows),
+                *extra,
+            )
+            if klass == _SUBSTRING:
+                await conn.execute("SET LOCAL plan_cache_mode = auto")
+            if len(rows) >= want:
+                break
     shown, cursor = page(rows, p["limit"], "search", lambda r: (r["class"], r["sim"], r["kind"], r["key"]))
     by_kind: dict[str, list[str]] = {}
     for r in shown:

@@ -1,0 +1,140 @@
+"""Search over a word common enough that every class holds more than a page: the ranking tiers, the
+first 200 candidates of each class in normalized order, pages, hidden repos, updates and deletes, and
+that the ordered walk and the trigram bitmap give the substring class the same rows."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from api.app import create_app
+from api.queries.search import _SOURCES, _above_prefixes, _like_escape
+from api.settings import ApiSettings
+from schemas.envelope import Event
+from tests.fixtures import events as ev
+from tests.integration.test_api import TRACK, World, at, build_read_model, rk, walk, xrpc
+from tests.services import free_port
+
+ART = "did:plc:searchartistaaaaaaaaaaaa"
+GONE = "did:plc:searchgonebbbbbbbbbbbbbb"
+SCHEMA = "search_read"
+SPAN = 210  # more than the 200 candidates a class keeps per kind
+
+
+def corpus() -> tuple[list[Event], dict[str, str]]:
+    out: list[Event] = [ev.identity(ART, 1, "echo-artist.test"), ev.identity(GONE, 2, "gone.test")]
+    uris: dict[str, str] = {}
+    n = 10
+
+    def add(name: str, did: str, title: str) -> None:
+        nonlocal n
+        n += 1
+        out.append(ev.put(did, TRACK, rk("t", n), n, ev.track(title)))
+        uris[name] = at(did, TRACK, rk("t", n))
+
+    for i in range(3):
+        add(f"exact{i}", ART, "Echo")
+    for i in range(SPAN):
+        add(f"prefix{i}", ART, f"Echo Park {i:03d}")
+        add(f"sub{i}", ART, f"Blue Echo {i:03d}")
+    add("late", ART, "Zed Echo")
+    add("fuzzy", ART, "Echa")
+    add("quoted", ART, "Echo\u2019s Song")
+    add("renamed", ART, "Blue Echo 999")
+    add("hidden", GONE, "Echo")
+    add("hidden_sub", GONE, "Blue Echo Hidden")
+    # An update moves a track from the substring class to the exact one; a delete removes one.
+    n += 1
+    renamed_key = uris["renamed"].rsplit("/", 1)[1]
+    out.append(ev.put(ART, TRACK, renamed_key, n, ev.track("ECHO")))
+    n += 1
+    out.append(ev.delete(ART, TRACK, uris["prefix0"].rsplit("/", 1)[1], n))
+    out.append(ev.account(GONE, n + 1, False, "deactivated"))
+    return out, uris
+
+
+@pytest.fixture(scope="module")
+async def world(kafka_bootstrap: str, database_url: str) -> AsyncIterator[World]:
+    events, uris = corpus()
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=4) as pool:
+        await build_read_model(
+            kafka_bootstrap, database_url, pool, f"test.search.{uuid.uuid4().hex[:8]}", events, SCHEMA
+        )
+        port = free_port()
+        settings = ApiSettings(
+            schema_name=SCHEMA, port=port, public_url=f"http://127.0.0.1:{port}", search_cache_seconds=0
+        )
+        app = create_app(database_url, settings, CollectorRegistry())
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.02)
+            if task.done():
+                task.result()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with httpx.AsyncClient(base_url=base) as client:
+                yield World(client, base, pool, {k: (v, "") for k, v in uris.items()})
+        finally:
+            server.should_exit = True
+            await task
+
+
+def by_match(results: list[dict[str, Any]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for r in results:
+        out.setdefault(r["match"], []).append(r["track"]["title"])
+    return out
+
+
+async def test_common_word_ranks_each_class_from_its_first_200(world: World) -> None:
+    results = await walk(world, "search", "results", 37, q="echo", type="track")
+    order = ["exact", "prefix", "substring", "fuzzy"]
+    assert [order.index(r["match"]) for r in results] == sorted(order.index(r["match"]) for r in results)
+    classes = by_match(results)
+    # Hidden repos never show; the renamed track is exact now; the deleted one is gone.
+    assert classes["exact"] == ["Echo"] * 3 + ["ECHO"]
+    hidden = {world.tracks["hidden"][0], world.tracks["hidden_sub"][0]}
+    assert not hidden & {r["track"]["uri"] for r in results}
+    # Prefix and substring candidates are the first 200 in normalized (byte) order.
+    # ("echo park" sorts before "echo's song": a space is below an apostrophe.)
+    assert sorted(classes["prefix"]) == [f"Echo Park {i:03d}" for i in range(1, 201)]
+    assert sorted(classes["substring"]) == [f"Blue Echo {i:03d}" for i in range(200)]
+    assert classes["fuzzy"] == ["Echa"]
+    # A walk at any page size is the one-page answer.
+    assert results[:100] == (await xrpc(world, "search", q="echo", type="track", limit=100))["results"]
+
+
+async def test_quotes_and_case_fold_and_short_queries(world: World) -> None:
+    for q in ("echo's song", "ECHO\u2019S SONG", "\u201cEcho's Song\u201d"):
+        results = (await xrpc(world, "search", q=q, type="track"))["results"]
+        assert [(r["match"], r["track"]["title"]) for r in results][:1] == [("exact", "Echo\u2019s Song")]
+    short = by_match((await xrpc(world, "search", q="ec", type="track", limit=100))["results"])
+    assert set(short) == {"prefix"}
+
+
+async def test_substring_rows_do_not_depend_on_the_plan(world: World) -> None:
+    norm = "echo"
+    rows = {}
+    plans = {
+        "walk": "SET LOCAL enable_bitmapscan = off",
+        "bitmap": "SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off",
+    }
+    for name, setting in plans.items():
+        async with world.pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SET LOCAL search_path = {SCHEMA}, public; SET LOCAL enable_seqscan = off; {setting}")
+            sql = f"SELECT key FROM {_SOURCES['track'][2]} s WHERE $2::text IS NOT NULL"
+            plan = "\n".join(
+                r[0] for r in await conn.fetch("EXPLAIN " + sql, norm, _like_escape(norm), _above_prefixes(norm))
+            )
+            assert ("Bitmap" in plan) == (name == "bitmap"), plan
+            rows[name] = [r["key"] for r in await conn.fetch(sql, norm, _like_escape(norm), _above_prefixes(norm))]
+    assert len(rows["walk"]) == 200 and rows["walk"] == rows["bitmap"]
