@@ -492,7 +492,10 @@ class Store:
         tracks = {r["uri"] for r in found} | set(plan.writes[TRACK]) | restored
         artists = {uri.split("/")[2] for uri in plan.writes[TRACK]} | set(plan.statuses) | set(plan.takedowns)
         artists |= moderated_artists
-        if locked := plan.dids | artists | {r["did"] for r in found}:
+        # Only the artists rows a later statement updates: a repo that merely appears in the batch (a
+        # liker) is inserted if new, never written, and locking its row would cost a WAL record each.
+        profiles = {uri.split("/")[2] for uri in plan.writes[PROFILE]}
+        if locked := artists | profiles | set(plan.handles) | {r["did"] for r in found}:
             await conn.execute("SELECT FROM artists WHERE did = ANY($1) ORDER BY did FOR UPDATE", sorted(locked))
         return tracks, artists
 
