@@ -415,7 +415,8 @@ async def load(admin_dsn: str, sizes: Sizes, say: Any) -> float:
 
 
 _COLUMNS = (
-    "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+    "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped"
+    " AND attgenerated = '' ORDER BY attnum"
 )
 
 

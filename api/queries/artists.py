@@ -42,7 +42,7 @@ async def list_artists(request: Request, p: Params) -> dict[str, Any]:
     after = decode("artists", p["cursor"], (datetime, str))
     cond = "" if after is None else "AND (a.indexed_at, a.did) < ($2, $3)"
     rows = await c.pool.fetch(
-        f"SELECT {ARTIST_COLUMNS} FROM artists a WHERE a.track_count > 0 AND a.active AND NOT a.local_takedown"
+        f"SELECT {ARTIST_COLUMNS} FROM artists a WHERE a.listed AND a.active AND NOT a.local_takedown"
         f" {cond} ORDER BY a.indexed_at DESC, a.did DESC LIMIT $1",
         p["limit"] + 1,
         *(after or ()),
