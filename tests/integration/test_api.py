@@ -15,20 +15,16 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-import uvicorn
 import websockets
-from prometheus_client import CollectorRegistry
 
-from api.app import create_app
-from api.settings import ApiSettings
 from api.xrpc import catalog, query_lexicons
 from lexicons.validate import Valid, validate_value
 from projector.ranking import refresh_top_tracks
 from schemas.envelope import Event
 from schemas.migrate import migrate
 from tests.fixtures import events as ev
+from tests.fixtures.api_server import serving
 from tests.integration.test_projector import project_all
-from tests.services import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -140,28 +136,16 @@ async def world(kafka_bootstrap: str, database_url: str) -> AsyncIterator[World]
     topic = f"test.api.{uuid.uuid4().hex[:8]}"
     async with asyncpg.create_pool(database_url, min_size=1, max_size=4) as pool:
         await build_read_model(kafka_bootstrap, database_url, pool, topic, events, SCHEMA)
-        port = free_port()
-        settings = ApiSettings(
-            schema_name=SCHEMA,
-            port=port,
-            public_url=f"http://127.0.0.1:{port}",
-            cors_origins=("https://app.example",),
-            trusted_cdn_origins=("https://cdn.example",),
-        )
-        app = create_app(database_url, settings, CollectorRegistry())
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
-            if task.done():
-                task.result()
-        base = f"http://127.0.0.1:{port}"
-        try:
-            async with httpx.AsyncClient(base_url=base) as client:
-                yield World(client, base, pool, tracks)
-        finally:
-            server.should_exit = True
-            await task
+        async with (
+            serving(
+                database_url,
+                SCHEMA,
+                cors_origins=("https://app.example",),
+                trusted_cdn_origins=("https://cdn.example",),
+            ) as base,
+            httpx.AsyncClient(base_url=base) as client,
+        ):
+            yield World(client, base, pool, tracks)
 
 
 async def xrpc(w: World, nsid: str, **params: Any) -> dict[str, Any]:

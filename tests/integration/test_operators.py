@@ -6,22 +6,17 @@ failure limit and its absence without a token; dead letters re-applied after a l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import httpx
 import orjson
 import pytest
-import uvicorn
-from prometheus_client import CollectorRegistry
 
-from api.app import create_app
-from api.settings import ApiSettings
 from api.xrpc import admin_lexicons, catalog, query_lexicons
 from ingest.repo_state import PostgresRepoStateStore, SyncState
 from lexicons.validate import Catalog, Valid, validate_value
@@ -31,6 +26,7 @@ from runtime.settings import PlatformSettings
 from schemas.envelope import Event
 from schemas.migrate import migrate
 from tests.fixtures import events as ev
+from tests.fixtures.api_server import serving
 from tests.integration.test_projector import produce, projecting, settings, uri, wait_applied
 from tests.services import free_port
 
@@ -71,33 +67,6 @@ async def run_cli(env: dict[str, str], *args: str, timeout: float = 90) -> tuple
         out, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
-
-
-@contextlib.asynccontextmanager
-async def serving(
-    database_url: str,
-    schema: str,
-    *,
-    token: str | None = None,
-    platform: PlatformSettings | None = None,
-    **api: Any,
-) -> AsyncIterator[str]:
-    """The API over real HTTP on a free port (``api``: more ApiSettings); yields its base URL."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    api_settings = ApiSettings(schema_name=schema, port=port, public_url=base, admin_token=token, **api)
-    app = create_app(database_url, api_settings, CollectorRegistry(), platform=platform)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-        if task.done():
-            task.result()
-    try:
-        yield base
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:

@@ -18,7 +18,8 @@ from projector import app
 from runtime.settings import PlatformSettings
 from schemas.envelope import Event, ModerationAction
 from tests.fixtures import events as ev
-from tests.integration.test_operators import ADMIN, TOKEN, check_output, cli_env, run_cli, serving, until
+from tests.fixtures.api_server import serving
+from tests.integration.test_operators import ADMIN, TOKEN, check_output, cli_env, run_cli, until
 from tests.integration.test_projector import TABLES, produce, projecting, settings, snapshot, uri, wait_applied
 
 pytestmark = pytest.mark.integration

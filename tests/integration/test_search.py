@@ -4,7 +4,6 @@ that the ordered walk and the trigram bitmap give the substring class the same r
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,16 +11,12 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import uvicorn
-from prometheus_client import CollectorRegistry
 
-from api.app import create_app
 from api.queries.search import _SOURCES, _above_prefixes, _like_escape
-from api.settings import ApiSettings
 from schemas.envelope import Event
 from tests.fixtures import events as ev
+from tests.fixtures.api_server import serving
 from tests.integration.test_api import TRACK, World, at, build_read_model, rk, walk, xrpc
-from tests.services import free_port
 
 ART = "did:plc:searchartistaaaaaaaaaaaa"
 GONE = "did:plc:searchgonebbbbbbbbbbbbbb"
@@ -68,24 +63,11 @@ async def world(kafka_bootstrap: str, database_url: str) -> AsyncIterator[World]
         await build_read_model(
             kafka_bootstrap, database_url, pool, f"test.search.{uuid.uuid4().hex[:8]}", events, SCHEMA
         )
-        port = free_port()
-        settings = ApiSettings(
-            schema_name=SCHEMA, port=port, public_url=f"http://127.0.0.1:{port}", search_cache_seconds=0
-        )
-        app = create_app(database_url, settings, CollectorRegistry())
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
-            if task.done():
-                task.result()
-        base = f"http://127.0.0.1:{port}"
-        try:
-            async with httpx.AsyncClient(base_url=base) as client:
-                yield World(client, base, pool, {k: (v, "") for k, v in uris.items()})
-        finally:
-            server.should_exit = True
-            await task
+        async with (
+            serving(database_url, SCHEMA, search_cache_seconds=0) as base,
+            httpx.AsyncClient(base_url=base) as client,
+        ):
+            yield World(client, base, pool, {k: (v, "") for k, v in uris.items()})
 
 
 def by_match(results: list[dict[str, Any]]) -> dict[str, list[str]]:
