@@ -58,7 +58,9 @@ def decode(data: bytes) -> Event:
     try:
         return _ADAPTER.validate_python(raw)
     except ValidationError as err:
-        raise EnvelopeError(f"invalid envelope: {err.error_count()} errors: {err.errors()[0]['msg']}") from err
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise EnvelopeError(f"invalid envelope: {err.error_count()} errors: {where}: {first['msg']}") from err
 
 
 def to_json_line(event: Event) -> bytes:

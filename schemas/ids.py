@@ -12,21 +12,38 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, StringConstraints
 
-_DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$")
-_HANDLE = re.compile(r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
-_NSID = re.compile(
-    r"^[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)+"
-    r"(\.[a-zA-Z]([a-zA-Z0-9]{0,62})?)$"
+# Each syntax is one regular expression, matched whole, plus a length bound: the predicates below run
+# it with Python's re, and the pydantic types at the end of this module hand the same expression to
+# pydantic-core's Rust regex engine, which checks an envelope's identifiers without calling back into
+# Python (a Python validator per field cost more than the rest of an envelope's validation together).
+# The expressions therefore use only what both engines read alike: ASCII classes, groups, counted
+# repetition; no lookaround, no backreferences.
+_DID_SYNTAX = r"did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]"
+_HANDLE_SYNTAX = r"([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+_NSID_SYNTAX = (
+    r"[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)+"
+    r"(\.[a-zA-Z]([a-zA-Z0-9]{0,62})?)"
 )
-_RKEY = re.compile(r"^[a-zA-Z0-9_~.:-]{1,512}$")
-_TID = re.compile(r"^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$")
+# Any run of the allowed characters but "." and "..": one that holds a character other than a dot,
+# or three dots or more.
+_RKEY_SYNTAX = r"[a-zA-Z0-9_~.:-]*[a-zA-Z0-9_~:-][a-zA-Z0-9_~.:-]*|\.{3,}"
+_TID_SYNTAX = r"[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}"
+# The spec's loose CID syntax, except a CIDv0 "Qmb..." (not allowed in atproto data).
+_CID_SYNTAX = r"([a-zA-PR-Z0-9+=]|Q([a-ln-zA-Z0-9+=]|m[ac-zA-Z0-9+=]))[a-zA-Z0-9+=]*"
+_DID_MAX, _HANDLE_MAX, _NSID_MAX, _RKEY_MAX, _CID_MIN, _CID_MAX = 2048, 253, 317, 512, 8, 256
+
+_DID = re.compile(_DID_SYNTAX)
+_HANDLE = re.compile(_HANDLE_SYNTAX)
+_NSID = re.compile(_NSID_SYNTAX)
+_RKEY = re.compile(_RKEY_SYNTAX)
+_TID = re.compile(_TID_SYNTAX)
+_CID = re.compile(_CID_SYNTAX)
 _DATETIME = re.compile(
-    r"^[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9](\.[0-9]{1,20})?"
-    r"(Z|([+-][0-2][0-9]:[0-5][0-9]))$"
+    r"[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9](\.[0-9]{1,20})?"
+    r"(Z|([+-][0-2][0-9]:[0-5][0-9]))"
 )
-_CID = re.compile(r"^[a-zA-Z0-9+=]{8,256}$")
 _TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
 _TID_DIGITS = re.compile("[234567a-z]+")
 _TID_TO_INT = str.maketrans(_TID_ALPHABET, "0123456789abcdefghijklmnopqrstuv")
@@ -34,32 +51,32 @@ _TID_TO_INT = str.maketrans(_TID_ALPHABET, "0123456789abcdefghijklmnopqrstuv")
 
 def is_did(s: str) -> bool:
     """DID syntax (method-agnostic), at most 2 KB."""
-    return len(s) <= 2048 and _DID.match(s) is not None
+    return len(s) <= _DID_MAX and _DID.fullmatch(s) is not None
 
 
 def is_handle(s: str) -> bool:
     """Handle syntax: a DNS name of at least two labels, TLD not starting with a digit."""
-    return len(s) <= 253 and _HANDLE.match(s) is not None
+    return len(s) <= _HANDLE_MAX and _HANDLE.fullmatch(s) is not None
 
 
 def is_nsid(s: str) -> bool:
     """NSID syntax: reversed domain authority plus a name segment."""
-    return len(s) <= 317 and _NSID.match(s) is not None
+    return len(s) <= _NSID_MAX and _NSID.fullmatch(s) is not None
 
 
 def is_record_key(s: str) -> bool:
     """Record key syntax; "." and ".." are not allowed."""
-    return s not in {".", ".."} and _RKEY.match(s) is not None
+    return len(s) <= _RKEY_MAX and _RKEY.fullmatch(s) is not None
 
 
 def is_tid(s: str) -> bool:
     """TID syntax: 13 base32-sortable characters, top bit zero."""
-    return _TID.match(s) is not None
+    return _TID.fullmatch(s) is not None
 
 
 def is_datetime(s: str) -> bool:
     """The atproto datetime profile (RFC 3339 ∩ ISO 8601, timezone required) that also parses."""
-    if len(s) > 64 or _DATETIME.match(s) is None or s.endswith("-00:00"):
+    if len(s) > 64 or _DATETIME.fullmatch(s) is None or s.endswith("-00:00"):
         return False
     text = s[:-1] + "+00:00" if s.endswith("Z") else s
     if text.startswith("0000-"):
@@ -77,7 +94,7 @@ def is_datetime(s: str) -> bool:
 
 def is_cid_syntax(s: str) -> bool:
     """Loose CID string syntax, as the spec describes (the codec is checked where CIDs are parsed)."""
-    return _CID.match(s) is not None and not s.startswith("Qmb")
+    return _CID_MIN <= len(s) <= _CID_MAX and _CID.fullmatch(s) is not None
 
 
 def is_at_identifier(s: str) -> bool:
@@ -160,14 +177,18 @@ def _check(pred: object, what: str) -> AfterValidator:
     return AfterValidator(validate)
 
 
-Did = Annotated[str, _check(is_did, "DID")]
-Handle = Annotated[str, _check(is_handle, "handle")]
-Nsid = Annotated[str, _check(is_nsid, "NSID")]
-RecordKey = Annotated[str, _check(is_record_key, "record key")]
-Tid = Annotated[str, _check(is_tid, "TID")]
+def _syntax(expression: str, max_length: int, min_length: int = 1) -> StringConstraints:
+    return StringConstraints(pattern=f"^(?:{expression})$", min_length=min_length, max_length=max_length)
+
+
+Did = Annotated[str, _syntax(_DID_SYNTAX, _DID_MAX)]
+Handle = Annotated[str, _syntax(_HANDLE_SYNTAX, _HANDLE_MAX)]
+Nsid = Annotated[str, _syntax(_NSID_SYNTAX, _NSID_MAX)]
+RecordKey = Annotated[str, _syntax(_RKEY_SYNTAX, _RKEY_MAX)]
+Tid = Annotated[str, _syntax(_TID_SYNTAX, 13)]
+CidStr = Annotated[str, _syntax(_CID_SYNTAX, _CID_MAX, _CID_MIN)]
 AtUri = Annotated[str, _check(is_at_uri, "AT-URI")]
 Datetime = Annotated[str, _check(is_datetime, "datetime")]
-CidStr = Annotated[str, _check(is_cid_syntax, "CID")]
 
 
 @dataclass(frozen=True, slots=True)
