@@ -34,6 +34,7 @@ from projector.prepare import LogMessage
 from projector.settings import ProjectorSettings
 from projector.store import Store
 from projector.validate import RecordValidator
+from runtime.gc_tuning import tune_for_batches
 from runtime.settings import PlatformSettings
 from schemas.codec import encode
 from schemas.envelope import Event
@@ -187,6 +188,8 @@ def main() -> int:
     p.add_argument("--naive-events", type=int, default=20_000)
     p.add_argument("--partitions", type=int, default=8)
     args = p.parse_args()
+    # As the projector and replay processes do at start (plyr-index project / replay).
+    tune_for_batches()
     asyncio.run(main_async(args.events, args.naive_events, args.partitions))
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from runtime.gc_tuning import tune_for_batches
 from runtime.lifecycle import run_until_signalled
 from runtime.logging import configure
 from runtime.settings import SettingsError, load_platform
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     configure(platform.log_level, platform.log_format)
     from projector import app
 
+    tune_for_batches()
     code = run_until_signalled(app.run(platform, settings))
     return 0 if code is None else code
 
@@ -51,6 +53,7 @@ def replay_main(argv: list[str] | None = None) -> int:
     configure(platform.log_level, platform.log_format)
     from projector import app
 
+    tune_for_batches()
     result = run_until_signalled(app.rebuild(platform, settings, progress=sys.stderr))
     return 0 if result is not None else 1
 
