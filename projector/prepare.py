@@ -49,11 +49,33 @@ class Prepared:
     newest: datetime | None
 
 
+# JSON's escape of U+0000, which Postgres can hold neither in text nor in jsonb: a batch that tried
+# would fail whole, again on every retry. orjson writes it this way, so the envelope's bytes tell.
+_NUL = b"\\u0000"
+NUL_REASON = "holds a NUL character (U+0000), which Postgres text cannot store"
+
+
+def _holds_nul(value: object) -> bool:
+    # Only reached when the bytes hold the escape, which a string's literal "\\u0000" also would.
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
 def _prepare_one(msg: LogMessage, validate: Validator) -> PreparedItem:
     try:
         event = decode(msg.value)
     except EnvelopeError as err:
         return PreparedItem(msg, None, f"envelope: {err}")
+    if _NUL in msg.value and _holds_nul(event.model_dump()):
+        if isinstance(event, RecordEvent) and event.record is not None:
+            # Dead-lettered as an invalid version of its record, so the ledger still orders it.
+            return PreparedItem(msg, event, f"record {NUL_REASON}")
+        return PreparedItem(msg, None, f"envelope {NUL_REASON}")
     if not isinstance(event, RecordEvent):
         return PreparedItem(msg, event)
     if event.collection not in _INDEXED:

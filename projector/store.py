@@ -12,7 +12,10 @@ Every applied change is appended to the ``changes`` log (:mod:`projector.fold.ch
 rows) as the batch's last write before its offsets, under an advisory lock held to commit, so seq
 order is commit order across projectors. Lock order, which keeps several projectors free of
 deadlocks: offsets rows by partition, the batch's own ledger rows, then (see ``_lock_shared``) the
-tracks and artists rows it writes, sorted, then the change-log lock.
+claims of the tracks it writes or counts and the artists rows it writes, each sorted, then the
+change-log lock. Several batches may commit at once (on lanes of partitions, or in several
+projectors): the claims make those that share a track take turns, so each one's counts include what
+the other wrote.
 """
 
 from __future__ import annotations
@@ -26,13 +29,13 @@ from typing import Any
 import asyncpg
 import orjson
 
-from projector import holds
+from projector import batch_params, holds
 from projector.fold import rows
 from projector.fold.changes import Change, ChangeLog, Shown
 from projector.fold.ledger import Decision, LedgerRow, RecordState, decide, next_row
 from projector.fold.rows import COMMENT, LIKE, LIST, PROFILE, TRACK
 from projector.fold.snapshot import vanished
-from projector.prepare import LogMessage, Prepared, PreparedItem, Validator, prepare
+from projector.prepare import NUL_REASON, LogMessage, Prepared, PreparedItem, Validator, prepare
 from schemas.envelope import (
     AccountEvent,
     IdentityEvent,
@@ -60,6 +63,25 @@ _BATCH_SETTINGS = (
 _ASYNC_COMMIT = "; SET LOCAL synchronous_commit = off"
 
 
+def _detail(detail: object) -> str | None:
+    return None if detail is None else orjson.dumps(detail).decode()
+
+
+# Claim tracks (0013_track_claims.sql): insert the uris not claimed before, lock the rows of those that
+# were. "WHERE false" updates nothing, but ON CONFLICT DO UPDATE locks the conflicting row all the
+# same, and waits for a transaction that holds it or has just inserted it.
+_CLAIM_TRACKS = (
+    "INSERT INTO track_claims (uri) SELECT uri FROM jsonb_array_elements_text($1::jsonb) AS c(uri) ORDER BY uri"
+    " ON CONFLICT (uri) DO UPDATE SET uri = EXCLUDED.uri WHERE false"
+)
+# The change-log rows of a batch in log order, as a FROM item.
+_CHANGE_ROWS = batch_params.rows(
+    1, ["text"] * 4 + ["jsonb"], ["kind", "did", "uri", "subject_uri", "detail"], ordinality="n"
+)
+# The (did, collection, rkey) keys of a batch's records, as a FROM item.
+_LEDGER_KEYS = batch_params.rows(1, ["text"] * 3, ["did", "collection", "rkey"])
+
+
 # Per touched track, index lookups only: the cost follows the batch, not the size of likes or
 # comments. A liker or commenter counts unless their repo is hidden. Counted once (MATERIALIZED) with
 # the old values beside the new, so the update, the all-time order and each artist's likes received
@@ -73,7 +95,7 @@ WITH s AS MATERIALIZED (
         (SELECT count(*) FROM comments c WHERE c.subject_uri = t.uri
             AND NOT EXISTS (SELECT 1 FROM artists a WHERE a.did = c.did AND (NOT a.active OR a.local_takedown))
         ) AS comments
-    FROM unnest($1::text[]) AS target(uri) JOIN tracks t ON t.uri = target.uri
+    FROM jsonb_array_elements_text($1::jsonb) AS target(uri) JOIN tracks t ON t.uri = target.uri
 ), counted AS (
     UPDATE tracks t SET like_count = s.likes, comment_count = s.comments FROM s
     WHERE t.uri = s.uri AND (s.likes, s.comments) IS DISTINCT FROM (s.old_likes, s.old_comments)
@@ -86,7 +108,7 @@ SELECT did, likes - old_likes AS delta FROM s WHERE likes <> old_likes
 # An artist whose tracks were written or whose status changed: its totals counted again from its tracks.
 _RECOUNT_ARTISTS = """
 UPDATE artists ar SET track_count = s.n, total_duration = s.d, likes_received = s.l, updated_at = now()
-FROM unnest($1::text[]) AS a(did) CROSS JOIN LATERAL (
+FROM jsonb_array_elements_text($1::jsonb) AS a(did) CROSS JOIN LATERAL (
     SELECT count(*) AS n, coalesce(sum(t.duration), 0) AS d, coalesce(sum(t.like_count), 0) AS l
     FROM tracks t WHERE t.did = a.did
 ) s
@@ -144,15 +166,14 @@ async def _bulk(
     select: str = "*",
     names: Sequence[str] = (),
 ) -> None:
-    """One ``INSERT ... SELECT FROM unnest(column arrays)`` for many rows: a single statement instead of
-    executemany's statement per row. ``select`` over the unnested columns (called ``names``) can derive
-    columns. Keys must be unique within ``rows_`` (the plan dedupes them)."""
+    """One ``INSERT ... SELECT`` for many rows, sent as one JSON parameter (:mod:`projector.batch_params`):
+    a single statement instead of executemany's statement per row. ``select`` over the columns (called
+    ``names``) can derive columns. Keys must be unique within ``rows_`` (the plan dedupes them)."""
     if not rows_:
         return
-    columns = [list(column) for column in zip(*rows_, strict=True)]
-    params = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
-    alias = f" AS n({', '.join(names)})" if names else ""
-    await conn.execute(f"{insert} SELECT {select} FROM unnest({params}){alias} {suffix}", *columns)
+    columns = names or [f"c{i}" for i in range(len(types))]
+    source = batch_params.rows(1, types, columns)
+    await conn.execute(f"{insert} SELECT {select} FROM {source} {suffix}", batch_params.document(rows_))
 
 
 # Planner statistics are refreshed each time the events applied since the last refresh reach this
@@ -291,14 +312,10 @@ class Store:
     ) -> None:
         keys = {(i.event.did, i.event.collection, i.event.rkey) for i in items if isinstance(i.event, RecordEvent)}
         if keys:
-            dids, cols, rkeys = (list(x) for x in zip(*keys, strict=True))
             for r in await conn.fetch(
-                "SELECT r.did, r.collection, r.rkey, r.rev, r.state, r.cid FROM records r"
-                " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(did, collection, rkey)"
+                f"SELECT r.did, r.collection, r.rkey, r.rev, r.state, r.cid FROM records r JOIN {_LEDGER_KEYS}"
                 " USING (did, collection, rkey) FOR UPDATE OF r",
-                dids,
-                cols,
-                rkeys,
+                batch_params.document(keys),
             ):
                 plan.ledger[(r["did"], r["collection"], r["rkey"])] = LedgerRow(
                     r["rev"], RecordState(r["state"]), r["cid"]
@@ -362,6 +379,9 @@ class Store:
             writes[event.uri] = None
         if reason is not None:
             raw = orjson.dumps(event.record).decode() if event.record is not None else None
+            if raw is not None and NUL_REASON in reason:
+                # jsonb cannot hold it either; the log position is kept, and the log has the record.
+                raw = None
             msg = item.msg
             plan.dead.append(
                 (msg.partition, msg.offset, event.did, event.collection, event.rkey, event.rev, reason, raw)
@@ -383,10 +403,10 @@ class Store:
                 plan.changes.accounts[r["did"]] = (r["active"], r["status"])
         if uris[LIKE] or uris[COMMENT]:
             for r in await conn.fetch(
-                "SELECT uri, subject_uri FROM likes WHERE uri = ANY($1)"
-                " UNION ALL SELECT uri, subject_uri FROM comments WHERE uri = ANY($2)",
-                uris[LIKE],
-                uris[COMMENT],
+                f"SELECT uri, subject_uri FROM likes WHERE uri = ANY({batch_params.texts(1)})"
+                f" UNION ALL SELECT uri, subject_uri FROM comments WHERE uri = ANY({batch_params.texts(2)})",
+                batch_params.document(uris[LIKE]),
+                batch_params.document(uris[COMMENT]),
             ):
                 plan.subjects[r["uri"]] = r["subject_uri"]
                 plan.changes.views[r["uri"]] = Shown(subject_uri=r["subject_uri"])
@@ -412,15 +432,9 @@ class Store:
             return
         await conn.execute("SELECT pg_advisory_xact_lock($1)", self._changes_lock)
         await conn.execute(
-            "INSERT INTO changes (kind, did, uri, subject_uri, detail)"
-            " SELECT kind, did, uri, subject_uri, detail"
-            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])"
-            " WITH ORDINALITY AS c(kind, did, uri, subject_uri, detail, n) ORDER BY n",
-            [c.kind.value for c in changes],
-            [c.did for c in changes],
-            [c.uri for c in changes],
-            [c.subject_uri for c in changes],
-            [orjson.dumps(c.detail).decode() if c.detail is not None else None for c in changes],
+            f"INSERT INTO changes (kind, did, uri, subject_uri, detail) SELECT kind, did, uri, subject_uri, detail"
+            f" FROM {_CHANGE_ROWS} ORDER BY n",
+            batch_params.document((c.kind.value, c.did, c.uri, c.subject_uri, _detail(c.detail)) for c in changes),
         )
 
     async def _write(self, conn: asyncpg.Connection, plan: _Plan) -> None:
@@ -450,14 +464,17 @@ class Store:
         await self._recount(conn, tracks, artists)
 
     async def _lock_shared(self, conn: asyncpg.Connection, plan: _Plan) -> tuple[set[str], set[str]]:
-        """Lock, in one global order (tracks by uri, then artists by did), every existing row of those
-        tables the batch will write; return the tracks and artists to recount, all among them.
+        """Claim, in one global order (tracks by uri, then artists by did), every track the batch will
+        write or count and every existing artists row it will write; return the tracks and artists to
+        recount, all among them.
 
         A batch writes its own repos' rows, but also the counts of other repos' tracks and artists (a
-        like from here to a track there). Two projectors on disjoint partitions would otherwise lock
-        such rows in their statements' orders and deadlock; locked up front in sorted order they take
-        turns, and no later statement of the batch waits on a row lock at all. A recount that waited
-        here reads a snapshot taken after the other batch committed, so it counts what that one wrote.
+        like from here to a track there). Two batches on disjoint partitions would otherwise lock such
+        rows in their statements' orders and deadlock; claimed up front in sorted order they take
+        turns, and no later statement of the batch waits on a lock at all. A track is claimed whether it
+        exists or not (a like may come before its track, or while another batch creates it), so a
+        recount that waited here reads a snapshot taken after the other batch committed, and counts
+        what that one wrote.
         """
         # The old and the new subject of every changed like/comment, every written track, and for a
         # repo whose status changes: its tracks, and what it liked or commented on.
@@ -477,18 +494,18 @@ class Store:
                 list(hiding),
             ):
                 touched.add(r["u"])
-        found = []
-        if touched:
-            found = await conn.fetch(
-                "SELECT uri, did FROM tracks WHERE uri = ANY($1) ORDER BY uri FOR UPDATE", sorted(touched)
-            )
-        # A touched track that does not exist is not indexed (yet: a like may come first), or is being
-        # created by another projector's batch right now. That batch counts it, but cannot see this
-        # batch's like if this one commits after its recount: a narrow race between two projectors that
-        # leaves the count one short until the track is next touched (one projector never hits it).
         # A restored track is not in its table yet (it comes back from held_records after this), and
         # nothing else can write it meanwhile: the ledger row of its record is locked.
         restored = {u for u, m in plan.moderated.items() if m.collection == TRACK and not m.takedown}
+        found = []
+        if claimed := touched | restored:
+            # Claimed in uri order before any of them is read: a batch that holds a claim (committing,
+            # or creating that track right now) is waited for, and the read below sees what it wrote.
+            await conn.execute(_CLAIM_TRACKS, batch_params.document(sorted(claimed)))
+            found = await conn.fetch(
+                f"SELECT uri, did FROM tracks WHERE uri = ANY({batch_params.texts(1)})",
+                batch_params.document(sorted(touched)),
+            )
         tracks = {r["uri"] for r in found} | set(plan.writes[TRACK]) | restored
         artists = {uri.split("/")[2] for uri in plan.writes[TRACK]} | set(plan.statuses) | set(plan.takedowns)
         artists |= moderated_artists
@@ -496,7 +513,10 @@ class Store:
         # liker) is inserted if new, never written, and locking its row would cost a WAL record each.
         profiles = {uri.split("/")[2] for uri in plan.writes[PROFILE]}
         if locked := artists | profiles | set(plan.handles) | {r["did"] for r in found}:
-            await conn.execute("SELECT FROM artists WHERE did = ANY($1) ORDER BY did FOR UPDATE", sorted(locked))
+            await conn.execute(
+                f"SELECT FROM artists WHERE did = ANY({batch_params.texts(1)}) ORDER BY did FOR UPDATE",
+                batch_params.document(sorted(locked)),
+            )
         return tracks, artists
 
     async def _write_records(self, conn: asyncpg.Connection, plan: _Plan) -> None:
@@ -580,9 +600,9 @@ class Store:
             )
             # A new track enters the all-time order at zero; the recount moves it.
             await conn.execute(
-                "INSERT INTO tracks_by_likes (uri, like_count) SELECT uri, 0 FROM unnest($1::text[]) AS n(uri)"
-                " ON CONFLICT DO NOTHING",
-                [e.uri for e, _, _ in track_rows],
+                "INSERT INTO tracks_by_likes (uri, like_count) SELECT uri, 0 FROM jsonb_array_elements_text($1::jsonb)"
+                " AS n(uri) ON CONFLICT DO NOTHING",
+                batch_params.document([e.uri for e, _, _ in track_rows]),
             )
         like_rows = [w for w in plan.writes[LIKE].values() if w is not None]
         if like_rows:
@@ -681,16 +701,15 @@ class Store:
         received (its rows are locked, so the difference is exact)."""
         moved: dict[str, int] = {}
         if tracks:
-            for r in await conn.fetch(_RECOUNT_TRACKS, sorted(tracks)):
+            for r in await conn.fetch(_RECOUNT_TRACKS, batch_params.document(sorted(tracks))):
                 moved[r["did"]] = moved.get(r["did"], 0) + r["delta"]
         if artists:
-            await conn.execute(_RECOUNT_ARTISTS, sorted(artists))
+            await conn.execute(_RECOUNT_ARTISTS, batch_params.document(sorted(artists)))
         if moved := {did: n for did, n in moved.items() if n and did not in artists}:
             await conn.execute(
-                "UPDATE artists ar SET likes_received = ar.likes_received + m.delta, updated_at = now()"
-                " FROM unnest($1::text[], $2::int8[]) AS m(did, delta) WHERE ar.did = m.did",
-                list(moved),
-                list(moved.values()),
+                "UPDATE artists ar SET likes_received = ar.likes_received + n.delta, updated_at = now()"
+                f" FROM {batch_params.rows(1, ['text', 'int8'], ['did', 'delta'])} WHERE ar.did = n.did",
+                batch_params.document(moved.items()),
             )
 
     async def _store_offsets(self, conn: asyncpg.Connection, messages: Sequence[LogMessage]) -> None:
@@ -725,10 +744,9 @@ class Store:
             ledger = {
                 (r["did"], r["collection"], r["rkey"]): LedgerRow(r["rev"], RecordState(r["state"]), r["cid"])
                 for r in await conn.fetch(
-                    "SELECT r.did, r.collection, r.rkey, r.rev, r.state, r.cid FROM records r"
-                    " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(did, collection, rkey)"
+                    f"SELECT r.did, r.collection, r.rkey, r.rev, r.state, r.cid FROM records r JOIN {_LEDGER_KEYS}"
                     " USING (did, collection, rkey) FOR UPDATE OF r NOWAIT",
-                    *(list(column) for column in zip(*keys, strict=True)),
+                    batch_params.document(keys),
                 )
             }
             plan = _Plan()

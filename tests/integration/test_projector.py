@@ -471,3 +471,32 @@ async def test_operator_takedowns_ride_the_log_and_recount(
     plat = PlatformSettings(kafka_bootstrap=kafka_bootstrap, database_url=database_url, events_topic=topic)
     await app.rebuild(plat, settings(schema))
     assert await state(schema) == ({A: False, B: True, C: False}, 1, 1)
+
+
+async def test_nul_characters_are_dead_lettered_and_the_rest_applies(
+    kafka_bootstrap: str, database_url: str, pool: asyncpg.Pool, topic: str
+) -> None:
+    # Postgres can store U+0000 neither in text nor in jsonb: one such record used to fail its whole
+    # batch, on every retry. Now it is a dead letter (without its raw copy), the rest of the batch
+    # applies, and a later clean version of the same record is applied over it.
+    events: list[Event] = [
+        ev.put(A, TRACK, "3t1aaaaaaaaaa", 2, ev.track("Before")),
+        ev.put(A, TRACK, "3t2aaaaaaaaaa", 3, ev.track("bad\x00title")),
+        ev.account(B, 4, False, "deactivated\x00"),
+        # A literal backslash-u text is not a NUL: kept.
+        ev.put(A, TRACK, "3t3aaaaaaaaaa", 5, ev.track("literal \\u0000 text")),
+        ev.put(A, TRACK, "3t1aaaaaaaaaa", 6, ev.track("After"), create=False),
+        ev.put(A, TRACK, "3t2aaaaaaaaaa", 7, ev.track("clean title"), create=False),
+    ]
+    schema = "proj_nul"
+    await project_all(kafka_bootstrap, database_url, pool, topic, events, schema)
+    titles = await pool.fetch(f"SELECT rkey, title FROM {schema}.tracks ORDER BY rkey")
+    assert [(r["rkey"], r["title"]) for r in titles] == [
+        ("3t1aaaaaaaaaa", "After"),
+        ("3t2aaaaaaaaaa", "clean title"),
+        ("3t3aaaaaaaaaa", "literal \\u0000 text"),
+    ]
+    dead = await pool.fetch(f"SELECT rkey, reason, raw FROM {schema}.dead_letters ORDER BY rkey NULLS LAST")
+    assert len(dead) == 2
+    assert [d["rkey"] for d in dead] == ["3t2aaaaaaaaaa", None]
+    assert all("NUL" in d["reason"] for d in dead) and all(d["raw"] is None for d in dead)
