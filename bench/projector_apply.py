@@ -1,12 +1,13 @@
 """Projector benchmark: apply a log of mixed events from the broker into Postgres.
 
-    python -m bench.projector_apply [--events N] [--naive-events M] [--partitions P]
+    python -m bench.projector_apply [--events N] [--naive-events M] [--partitions P] [--lanes L] [--one-lane]
 
 Builds a log of N mixed events (track creates/updates/deletes, likes, comments, lists, profiles,
 account changes) on a fresh topic of a tansu broker started here, then, side by side in the same run:
 - plyr-index: ``projector.store.Store`` fed by one consumer through the projector's
-  ``CommitPipeline`` (batch N+1 prepared while batch N commits), one transaction per poll (up to
-  5,000 events) with the offsets;
+  ``CommitPipeline`` (batch N+1 prepared while batch N commits, on the projector's default number of
+  commit lanes), one transaction per poll and lane (up to 5,000 events) with the offsets; with
+  ``--one-lane`` also on a single lane;
 - naive: the same SQL, committing each event in its own transaction (run over the first M events,
   since at its rate the whole log would take too long), once with plyr-index's asynchronous commit and
   once with Postgres' default durable commit (what a straightforward projector runs with);
@@ -109,7 +110,7 @@ async def produce(bootstrap: str, topic: str, events: list[Event], partitions: i
         await producer.stop()
 
 
-async def consume_into(store: Store, bootstrap: str, topic: str, total: int, *, batch: int) -> float:
+async def consume_into(store: Store, bootstrap: str, topic: str, total: int, *, batch: int, lanes: int = 1) -> float:
     """Feed the whole topic to ``store`` in polls of up to ``batch``; return events/s."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -126,7 +127,7 @@ async def consume_into(store: Store, bootstrap: str, topic: str, total: int, *, 
         for tp in tps:
             consumer.seek(tp, 0)
         done = 0
-        pipeline = CommitPipeline(store)
+        pipeline = CommitPipeline(store, lanes)
         start = time.perf_counter()
         while done < total:
             polled = await consumer.getmany(timeout_ms=1000, max_records=batch)
@@ -143,7 +144,7 @@ async def consume_into(store: Store, bootstrap: str, topic: str, total: int, *, 
         await consumer.stop()
 
 
-async def main_async(n: int, naive_n: int, partitions: int) -> None:
+async def main_async(n: int, naive_n: int, partitions: int, lanes: int, one_lane: bool) -> None:
     admin = await asyncpg.connect(ADMIN)
     await admin.execute("DROP DATABASE IF EXISTS plyr_bench WITH (FORCE)")
     await admin.execute("CREATE DATABASE plyr_bench")
@@ -157,10 +158,19 @@ async def main_async(n: int, naive_n: int, partitions: int) -> None:
         await produce(broker.bootstrap, "bench.full", events, partitions)
         await produce(broker.bootstrap, "bench.naive", naive_events, partitions)
         print(f"log: {n:,} events ({partitions} partitions) built and produced in {time.perf_counter() - t:.0f} s")
-        async with asyncpg.create_pool(dsn, min_size=1, max_size=4) as pool:
+        async with asyncpg.create_pool(dsn, min_size=1, max_size=lanes + 2) as pool:
             ours = await consume_into(
-                await open_store(pool, "bench_ours", "bench.full"), broker.bootstrap, "bench.full", n, batch=5000
+                await open_store(pool, "bench_ours", "bench.full"),
+                broker.bootstrap,
+                "bench.full",
+                n,
+                batch=5000,
+                lanes=lanes,
             )
+            single = None
+            if one_lane:
+                single_store = await open_store(pool, "bench_one_lane", "bench.full")
+                single = await consume_into(single_store, broker.bootstrap, "bench.full", n, batch=5000)
             naive = await consume_into(
                 await open_store(pool, "bench_naive", "bench.naive"), broker.bootstrap, "bench.naive", naive_n, batch=1
             )
@@ -168,10 +178,12 @@ async def main_async(n: int, naive_n: int, partitions: int) -> None:
             durable = Store(pool, "bench_naive_durable", RecordValidator(), "bench.naive", wait_for_flush=True)
             naive_durable = await consume_into(durable, broker.bootstrap, "bench.naive", naive_n, batch=1)
         plat = PlatformSettings(kafka_bootstrap=broker.bootstrap, database_url=dsn, events_topic="bench.full")
-        result = await rebuild(plat, ProjectorSettings(schema_name="bench_ours", metrics_port=0))
+        result = await rebuild(plat, ProjectorSettings(schema_name="bench_ours", metrics_port=0, commit_lanes=lanes))
         replay = result.events / result.seconds
         print(f"{'path':<60}{'events/s':>10}")
-        print(f"{'plyr-index (one transaction per poll)':<60}{ours:>10,.0f}")
+        print(f"{f'plyr-index ({lanes} commit lanes, a transaction per poll and lane)':<60}{ours:>10,.0f}")
+        if single is not None:
+            print(f"{'plyr-index (one commit lane)':<60}{single:>10,.0f}")
         first = f"first {naive_n:,}"
         print(f"{'naive, async commit (a transaction per event, ' + first + ')':<60}{naive:>10,.0f}")
         print(f"{'naive, default durable commit (' + first + ')':<60}{naive_durable:>10,.0f}")
@@ -187,10 +199,12 @@ def main() -> int:
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--naive-events", type=int, default=20_000)
     p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--lanes", type=int, default=ProjectorSettings().commit_lanes, help="commit lanes")
+    p.add_argument("--one-lane", action="store_true", help="also run plyr-index on a single commit lane")
     args = p.parse_args()
     # As the projector and replay processes do at start (plyr-index project / replay).
     tune_for_batches()
-    asyncio.run(main_async(args.events, args.naive_events, args.partitions))
+    asyncio.run(main_async(args.events, args.naive_events, args.partitions, args.lanes, args.one_lane))
     return 0
 
 

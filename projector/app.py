@@ -69,7 +69,7 @@ async def rebuild(
     """Replay the whole log into ``<schema>_next`` and swap it in as ``<schema>`` (a progress line on
     ``progress`` when it is a terminal)."""
     fresh = f"{settings.schema_name}_next"[:63]
-    async with asyncpg.create_pool(platform.database_url, min_size=1, max_size=4) as pool:
+    async with asyncpg.create_pool(platform.database_url, min_size=1, max_size=settings.commit_lanes + 2) as pool:
         await pool.execute(f"DROP SCHEMA IF EXISTS {quote_schema(fresh)} CASCADE")  # a replay that died midway
         store = await open_store(pool, fresh, platform.events_topic)
         carried = await carry_operator_state(pool, settings.schema_name, fresh)
@@ -82,6 +82,7 @@ async def rebuild(
             live=settings.schema_name,
             fresh=fresh,
             max_batch=settings.max_batch,
+            lanes=settings.commit_lanes,
             progress=progress,
         )
 
@@ -96,7 +97,12 @@ async def run(
         if settings.metrics_port:
             await stack.enter_async_context(MetricsServer(registry, settings.metrics_host, settings.metrics_port))
         pool = await stack.enter_async_context(
-            asyncpg.create_pool(platform.database_url, min_size=1, max_size=4, server_settings=_LIVENESS)
+            asyncpg.create_pool(
+                platform.database_url,
+                min_size=1,
+                max_size=settings.commit_lanes + 2,
+                server_settings=_LIVENESS,
+            )
         )
         store = await open_store(pool, settings.schema_name, platform.events_topic)
         refresher = asyncio.create_task(
@@ -122,14 +128,13 @@ async def run(
         log.info("projector_start", topic=platform.events_topic, schema=settings.schema_name, group=settings.group_id)
         heartbeat = Heartbeat(pool, settings.schema_name, settings.group_id)
         stack.push_async_callback(heartbeat.leave)
-        pipeline = await stack.enter_async_context(CommitPipeline(store))
+        pipeline = await stack.enter_async_context(CommitPipeline(store, settings.commit_lanes))
         async for batch in consumer.batches(max_records=settings.max_batch, timeout_ms=settings.poll_timeout_ms):
             start = time.perf_counter()
-            done = await (pipeline.submit(batch) if batch else pipeline.flush())
-            if not batch and done is None:
+            finished = await (pipeline.submit(batch) if batch else pipeline.flush())
+            if not batch and not finished:
                 await heartbeat.beat(0.0)  # an empty poll with nothing in flight: caught up
-            if done is not None:
-                result, committed = done
+            for result, committed in finished:
                 _observe(metrics, result, len(committed), time.perf_counter() - start)
                 positions = {m.partition: m.offset + 1 for m in committed}
                 for partition, next_offset in positions.items():

@@ -125,6 +125,7 @@ async def replay(
     live: str,
     fresh: str,
     max_batch: int = 5000,
+    lanes: int = 1,
     progress: TextIO | None = None,
 ) -> ReplayResult:
     """Consume the whole log into ``store`` (on schema ``fresh``) and swap it in as ``live``; with
@@ -147,7 +148,7 @@ async def replay(
         line = None
         if progress is not None:
             line = LiveLine(lambda: render_progress(events, target, time.perf_counter() - start), progress)
-        async with CommitPipeline(store) as pipeline, line or contextlib.nullcontext():
+        async with CommitPipeline(store, lanes) as pipeline, line or contextlib.nullcontext():
             while True:
                 polled = await consumer.getmany(timeout_ms=1000, max_records=max_batch)
                 batch = [LogMessage(tp.partition, m.offset, m.value or b"") for tp, ms in polled.items() for m in ms]

@@ -17,6 +17,9 @@ class ProjectorSettings(BaseSettings):
     # The Postgres schema holding the read models the API serves.
     schema_name: str = Field(default="plyr_read", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     max_batch: int = Field(default=5000, ge=1, le=100_000)
+    # Commits in flight at once, each on its own share of the partitions (projector/pipeline.py): two
+    # keep both cores of a small machine busy, one lane's Postgres work beside the other's Python.
+    commit_lanes: int = Field(default=2, ge=1, le=16)
     poll_timeout_ms: int = Field(default=500, ge=10)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     heartbeat_interval_ms: int = Field(default=1000, ge=100)
