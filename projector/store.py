@@ -47,6 +47,10 @@ from schemas.envelope import (
 from schemas.migrate import quote_schema
 
 _TABLES = {TRACK: "tracks", LIKE: "likes", LIST: "lists", COMMENT: "comments"}
+# Collections whose rows only their own repo's batches write, and those other batches write too (a
+# track's counts, an artist's totals).
+_OWNED = (LIKE, COMMENT, LIST)
+_SHARED = (TRACK, PROFILE)
 
 # A batch touches a few thousand keys of tables that grow without bound, so its cost must follow the
 # batch, never the table. The tables' data is hot in memory (random reads cost little more than
@@ -449,9 +453,16 @@ class Store:
             "ON CONFLICT (did, collection, rkey) DO UPDATE SET rev = EXCLUDED.rev, state = EXCLUDED.state,"
             " cid = EXCLUDED.cid, updated_at = now()",
         )
+        # Likes, comments and lists are rows of the batch's own repos, which no other batch writes, so
+        # they go in before the claims: a batch that then waits on another's claims has less left to
+        # do once it may go on. A batch with moderation writes them after it, as a restore must come
+        # first.
+        early = not plan.moderated
+        if early:
+            await self._write_records(conn, plan, _OWNED)
         tracks, artists = await self._lock_shared(conn, plan)
         await holds.moderate(conn, plan.moderated)
-        await self._write_records(conn, plan)
+        await self._write_records(conn, plan, _SHARED if early else _OWNED + _SHARED)
         written = [uri for c in _TABLES for uri, w in plan.writes[c].items() if w is not None]
         await holds.hold(conn, [*written, *plan.moderated])
         await self._write_repos(conn, plan)
@@ -519,15 +530,17 @@ class Store:
             )
         return tracks, artists
 
-    async def _write_records(self, conn: asyncpg.Connection, plan: _Plan) -> None:
+    async def _write_records(self, conn: asyncpg.Connection, plan: _Plan, collections: Sequence[str]) -> None:
         for collection, table in _TABLES.items():
+            if collection not in collections:
+                continue
             gone = [uri for uri, w in plan.writes[collection].items() if w is None or uri in plan.reborn]
             if gone:
                 await conn.execute(f"DELETE FROM {table} WHERE uri = ANY($1)", gone)
                 await holds.forget(conn, [uri for uri in gone if plan.writes[collection][uri] is None])
                 if collection == TRACK:
                     await conn.execute("DELETE FROM tracks_by_likes WHERE uri = ANY($1)", gone)
-        track_rows = [w for w in plan.writes[TRACK].values() if w is not None]
+        track_rows = [w for w in plan.writes[TRACK].values() if w is not None] if TRACK in collections else []
         if track_rows:
             # feature_dids is derived in SQL: unnest() would flatten an array of arrays.
             await _bulk(
@@ -604,7 +617,7 @@ class Store:
                 " AS n(uri) ON CONFLICT DO NOTHING",
                 batch_params.document([e.uri for e, _, _ in track_rows]),
             )
-        like_rows = [w for w in plan.writes[LIKE].values() if w is not None]
+        like_rows = [w for w in plan.writes[LIKE].values() if w is not None] if LIKE in collections else []
         if like_rows:
             await _bulk(
                 conn,
@@ -614,7 +627,7 @@ class Store:
                 "ON CONFLICT (uri) DO UPDATE SET subject_uri = EXCLUDED.subject_uri,"
                 " subject_cid = EXCLUDED.subject_cid, created_at = EXCLUDED.created_at",
             )
-        comment_rows = [w for w in plan.writes[COMMENT].values() if w is not None]
+        comment_rows = [w for w in plan.writes[COMMENT].values() if w is not None] if COMMENT in collections else []
         await _bulk(
             conn,
             "INSERT INTO comments (uri, did, subject_uri, subject_cid, text, timestamp_ms, created_at, updated_at,"
@@ -628,7 +641,7 @@ class Store:
             " text = EXCLUDED.text, timestamp_ms = EXCLUDED.timestamp_ms, created_at = EXCLUDED.created_at,"
             " updated_at = EXCLUDED.updated_at",
         )
-        list_rows = [w for w in plan.writes[LIST].values() if w is not None]
+        list_rows = [w for w in plan.writes[LIST].values() if w is not None] if LIST in collections else []
         if list_rows:
             await _bulk(
                 conn,
@@ -651,7 +664,7 @@ class Store:
                 [(e.uri, i, s_uri, s_cid) for e, r, _ in list_rows for i, (s_uri, s_cid) in enumerate(r.items)],
             )
         profiles = []
-        for uri, w in plan.writes[PROFILE].items():
+        for uri, w in plan.writes[PROFILE].items() if PROFILE in collections else ():
             row = w[1] if w is not None else rows.ProfileRow(None, None, None)
             profiles.append((uri.split("/")[2], row.bio, row.avatar, row.created_at))
         if profiles:
