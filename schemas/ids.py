@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from pydantic import AfterValidator, StringConstraints
 
@@ -102,9 +102,9 @@ def is_at_identifier(s: str) -> bool:
     return is_did(s) if s.startswith("did:") else is_handle(s)
 
 
-@dataclass(frozen=True, slots=True)
-class AtUriParts:
-    """An AT-URI split into its authority, collection and record key."""
+class AtUriParts(NamedTuple):
+    """An AT-URI split into its authority, collection and record key (a tuple: every strongRef of
+    every record is parsed once, and a frozen dataclass cost more to build than the checks)."""
 
     authority: str
     collection: str | None
