@@ -1,4 +1,4 @@
-"""Build hook: the commit-verification hot path compiled with mypyc, when asked for and never in place of edits.
+"""Build hook: ingest's hot path compiled with mypyc, when asked for and never in place of edits.
 
 Everything about the package is in pyproject.toml; this file only adds the optional extension modules.
 With ``PLYR_MYPYC=1`` in the environment of a wheel build (``pip wheel .``, ``pip install .``, the deploy
@@ -11,7 +11,7 @@ pure-Python code is always there to fall back on. Why only then:
   the source tree and shadow the ``.py`` files, so an edit would silently run the old compiled code.
 - A compile that cannot happen (mypy missing, no C compiler or Python headers, a mypyc error) leaves
   the build pure Python with a warning instead of failing it, and removes any half-built output.
-- Every compiled build records the sha256 of each source it compiled (``ingest/verify/compiled.py``
+- Every compiled build records the sha256 of each source it compiled (``ingest/compiled.py``
   reads it): importing a compiled module whose source has changed since refuses to run.
 """
 
@@ -30,10 +30,16 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
-# The op inversion, its node byte forms and the commit block reader: pure Python per MST node, the part
-# of commit verification that is not C already (README, "Verification benchmark").
-HOT = ["ingest/verify/inversion.py", "ingest/verify/node_bytes.py", "ingest/verify/commit_bytes.py"]
-MANIFEST = "ingest/verify/compiled_sources.json"
+# The op inversion, its node byte forms and the commit block reader (pure Python per MST node, the
+# part of commit verification that is not C already), and the CAR reader (pure Python per block, read
+# for every in-scope commit): README, "Compiled hot path". ingest/compiled.py lists the same modules.
+HOT = [
+    "ingest/verify/inversion.py",
+    "ingest/verify/node_bytes.py",
+    "ingest/verify/commit_bytes.py",
+    "ingest/ipld/car.py",
+]
+MANIFEST = "ingest/compiled_sources.json"
 
 
 def _warn(message: str) -> None:
@@ -96,7 +102,7 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as err:  # a missing compiler or header surfaces as several distutils error types
-            _warn(f"compiling the verification modules failed ({type(err).__name__}: {str(err)[:300]}); pure Python")
+            _warn(f"compiling the hot modules failed ({type(err).__name__}: {str(err)[:300]}); pure Python")
             for output in self.get_outputs():
                 Path(output).unlink(missing_ok=True)
             return
