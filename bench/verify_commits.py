@@ -15,8 +15,9 @@ The two paths' rounds alternate, so load from other jobs falls on both alike. Pr
 both and their ratio, and where the verification time goes (µs per commit:
 signature check by curve, op inversion, commit block). Times are this process's CPU time, so another
 job on a shared machine slows the run less than it would wall-clock figures; a reference line (a
-fixed pure-Python loop) says how fast this core runs Python. The goal is ≥ 5,000 verified commits/s
-per core.
+fixed pure-Python loop) says how fast this core runs Python, and a line says whether the hot
+modules (inversion, node_bytes, commit_bytes, car) ran compiled (mypyc) or as Python. The goal is
+≥ 5,000 verified commits/s per core.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ingest.compiled import HOT_MODULES, compiled_modules
 from ingest.frames import MessageFrame, decode_frame
 from ingest.ipld.car import read_car
 from ingest.ipld.cid import CID
@@ -187,6 +189,12 @@ def main() -> int:
     timer = timeit.Timer("sum(range(1000))", timer=time.process_time)
     reference = min(timer.repeat(number=2_000, repeat=5)) / 2_000 * 1e6
     print(f"python reference: sum(range(1000)) takes {reference:.1f} µs of CPU on this core")
+    # Which code ran: the same sources run as Python (an editable install) or compiled (PLYR_MYPYC=1).
+    built = [m.rsplit(".", 1)[1] for m in compiled_modules()]
+    python = [m.rsplit(".", 1)[1] for m in HOT_MODULES if m.rsplit(".", 1)[1] not in built]
+    parts = [f"compiled with mypyc: {', '.join(built)}"] if built else []
+    parts += [f"Python: {', '.join(python)}"] if python else []
+    print("verification code: " + "; ".join(parts))
     r_decode, r_verify = measure([decode, decode_verify], work, args.rounds)
     print(f"{'path':<36}{'commits/s':>12}{'µs/commit':>12}")
     print(f"{'decode (frame, message, CAR)':<36}{r_decode:>12,.0f}{1e6 / r_decode:>12,.1f}")

@@ -91,6 +91,9 @@ Message = Commit | Sync | Identity | Account | Info
 
 def _req(body: dict[str, Any], key: str, typ: type) -> Any:
     value = body.get(key)
+    # The exact type first: what a decoder returns, and one test (a field is read for every message).
+    if type(value) is typ:
+        return value
     # bool is an int subclass; a seq of True is as wrong as a seq of "1".
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
         raise MessageError(f"field {key!r} must be {typ.__name__}, got {type(value).__name__}")
@@ -99,8 +102,8 @@ def _req(body: dict[str, Any], key: str, typ: type) -> Any:
 
 def _opt(body: dict[str, Any], key: str, typ: type) -> Any:
     value = body.get(key)
-    if value is None:
-        return None
+    if value is None or type(value) is typ:
+        return value
     if not isinstance(value, typ):
         raise MessageError(f"field {key!r} must be {typ.__name__} or null, got {type(value).__name__}")
     return value

@@ -189,3 +189,19 @@ def _checked(raw: bytes) -> CID:
     cid = object.__new__(CID)
     object.__setattr__(cid, "raw", raw)
     return cid
+
+
+_new_object = object.__new__
+_set_field = object.__setattr__
+
+
+def sha256_cid(raw: bytes) -> CID:
+    """The CID of 36 bytes that start with a dag-cbor or raw sha2-256 CIDv1 prefix, which the caller compared.
+
+    Those 36 bytes are a valid CID by construction (the prefix is, and the digest is the 32 bytes
+    after it), so nothing is checked: this is for readers that have just compared the prefix, once
+    per block (a CAR section, an MST link).
+    """
+    cid = _new_object(CID)
+    _set_field(cid, "raw", raw)
+    return cid

@@ -1,1 +1,1 @@
-"""Repository structure and proofs: the MST, and (later) commit signatures and op inversion."""
+"""Repository structure and proofs: the MST, commit signatures and op inversion (Sync 1.1)."""

@@ -239,7 +239,10 @@ def _decode_node(cid: bytes, data: bytes) -> _Node:
             links.append(e["t"])
     except (KeyError, TypeError, IndexError, ValueError) as err:
         raise _malformed(cid, f"not an MST node: {err!r}") from err
-    for sub in links:
+    # Read back as plain objects: compiled, a read through the list's declared type would itself
+    # raise TypeError on a value of another type, before this test could name the fault.
+    read: Sequence[object] = links
+    for sub in read:
         if sub is not None and type(sub) is not bytes:
             raise _malformed(cid, "a subtree link is not a link or null")
     return _Node(keys, vals, links, pres, cid, data)

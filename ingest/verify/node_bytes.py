@@ -98,7 +98,7 @@ _MAX_SUFFIX: Final = 128
 # follow, which a pattern can only say length by length. Longer suffixes take the general road (a
 # record key is at most 512 bytes, but a suffix after the shared prefix is short).
 _SUFFIX: Final = b"(?:%s)" % b"|".join(
-    re.escape(_BYTES_HEAD[n]) + (b".{%d}" % n if n else b"") for n in range(_MAX_SUFFIX)
+    [re.escape(_BYTES_HEAD[n]) + (b".{%d}" % n if n else b"") for n in range(_MAX_SUFFIX)]
 )
 _LINK_HEAD_RE: Final = re.escape(LINK_HEAD)
 _UINT: Final = rb"(?:[\x00-\x17]|\x18[\x18-\xff])"  # an unsigned integer below 256, minimal
