@@ -31,6 +31,7 @@ from api.xrpc import Params, add_query
 
 _MATCH = ("exact", "prefix", "substring", "fuzzy")
 _SUBSTRING = _MATCH.index("substring")
+_FUZZY_CLASS = _MATCH.index("fuzzy")
 # Straight and typographic quotes (left/right single and double).
 _QUOTES = "\"'\u2018\u2019\u201c\u201d"
 
@@ -56,6 +57,23 @@ _CANDIDATES = 200
 _FUZZY = 0.4
 # Shorter queries have no trigram of their own: exact and prefix matches only.
 _TRIGRAM_MIN = 3
+# Fuzzy matching corrects the query word by word against the vocabulary (api/search_words.py): each
+# word of at least _TRIGRAM_MIN characters may be replaced by one of its _SPELLINGS most similar
+# vocabulary words (trigram similarity at least _WORD_FUZZY; one typo in a short word is about 0.3-0.5),
+# and the _PHRASES best phrases so built (by the sum of their words' similarities) are looked up.
+_SPELLINGS = 4
+_WORD_FUZZY = 0.3
+_PHRASES = 16
+# Index entries read per corrected phrase: the phrase itself, then the titles it begins.
+_PER_PHRASE = 40
+# Words of a query beyond these are kept as typed.
+_WORDS_CORRECTED = 8
+_SPELLINGS_SQL = (
+    "SELECT q.i::int AS i, s.word, s.sim FROM unnest($1::text[]) WITH ORDINALITY q (word, i)"
+    " CROSS JOIN LATERAL (SELECT w.word, public.similarity(w.word, q.word)::float8 AS sim FROM search_words w"
+    " WHERE w.word OPERATOR(public.%) q.word AND w.word <> q.word"
+    f" ORDER BY sim DESC, w.word LIMIT {_SPELLINGS}) s"
+)
 
 
 def _source(kind: str, field: str, from_: str, key: str, extra: str = "") -> tuple[str, ...]:
@@ -69,7 +87,24 @@ def _source(kind: str, field: str, from_: str, key: str, extra: str = "") -> tup
         f"({head.format(klass=0)} {n} = $1 ORDER BY {key} LIMIT {_CANDIDATES})",
         f"({head.format(klass=1)} {n} ~>=~ $1 AND {n} ~<~ $3 AND {n} <> $1 {sorted_})",
         f"({head.format(klass=2)} {n} LIKE '%' || $2 || '%' AND NOT ({n} ~>=~ $1 AND {n} ~<~ $3) {sorted_})",
-        f"({head.format(klass=3)} {n} OPERATOR(public.%) $1 AND {n} NOT LIKE '%' || $2 || '%' LIMIT {_CANDIDATES})",
+    )
+
+
+def _fuzzy_source(kind: str, table: str, field: str, key: str, walk: str = "", shown: str = "") -> str:
+    # $1 = search_norm(q), $2 = it escaped for LIKE, $3/$4 = each corrected phrase and the first string
+    # above its prefixes. Per phrase, the first _PER_PHRASE entries of the ordered index from the phrase
+    # on (the phrase itself first, then titles it begins), index-only; those similar enough to the query
+    # as typed, and not already in the substring class, are then checked for visibility.
+    alias = table.split()[1]
+    n = f"search_norm({field})"
+    return (
+        f"(SELECT DISTINCT '{kind}'::text AS kind, m.key, 3 AS class, m.sim"
+        " FROM unnest($3::text[], $4::text[]) p (lo, hi)"
+        f" CROSS JOIN LATERAL (SELECT {key} AS key, {alias}.did, {n} AS norm FROM {table}"
+        f" WHERE {field} IS NOT NULL {walk} AND {n} ~>=~ p.lo AND {n} ~<~ p.hi"
+        f" ORDER BY {n} USING ~<~, {key} LIMIT {_PER_PHRASE}) w"
+        f" CROSS JOIN LATERAL (SELECT w.key, public.similarity(w.norm, $1)::float8 AS sim) m {shown}"
+        f" WHERE m.sim >= {_FUZZY} AND w.norm NOT LIKE '%' || $2 || '%')"
     )
 
 
@@ -86,6 +121,37 @@ _SOURCES = {
     "album": _source("album", "l.name", LISTS, "l.uri", "AND l.list_type = 'album'"),
     "playlist": _source("playlist", "l.name", LISTS, "l.uri", "AND l.list_type = 'playlist'"),
 }
+_SHOWN = "JOIN artists v ON v.did = w.did AND v.active AND NOT v.local_takedown"
+_FUZZY_SOURCES = {
+    "track": _fuzzy_source("track", "tracks t", "t.title", "t.uri", shown=_SHOWN),
+    "artist": _fuzzy_source("artist", "artists a", "a.handle", "a.did", "AND a.active AND NOT a.local_takedown"),
+    "album": _fuzzy_source("album", "lists l", "l.name", "l.uri", "AND l.list_type = 'album'", _SHOWN),
+    "playlist": _fuzzy_source("playlist", "lists l", "l.name", "l.uri", "AND l.list_type = 'playlist'", _SHOWN),
+}
+
+
+async def _corrected(conn: Any, norm: str) -> list[str]:
+    """The best phrases that replace words of ``norm`` with close vocabulary words (never ``norm``)."""
+    words = norm.split()
+    asked = [w for w in dict.fromkeys(words[:_WORDS_CORRECTED]) if len(w) >= _TRIGRAM_MIN]
+    spellings: dict[str, list[tuple[str, float]]] = {}
+    for r in await conn.fetch(_SPELLINGS_SQL, asked) if asked else ():
+        spellings.setdefault(asked[r["i"] - 1], []).append((r["word"], r["sim"]))
+    return _phrases(words, spellings)
+
+
+def _phrases(words: list[str], spellings: dict[str, list[tuple[str, float]]]) -> list[str]:
+    """The _PHRASES best phrases of ``words`` with some replaced by their ``spellings`` (each a word and
+    its similarity), best first by the sum of similarities (a word as typed counts 1); a beam search,
+    exact for a sum: the best phrases' beginnings are among the best beginnings."""
+    beam: list[tuple[float, list[str]]] = [(0.0, [])]
+    for word in words:
+        options = [(word, 1.0), *spellings.get(word, [])]
+        grown = [(score + sim, [*head, spelling]) for score, head in beam for spelling, sim in options]
+        # One more than wanted: the phrase as typed is always among them and is not a correction.
+        beam = sorted(grown, key=lambda e: (-e[0], e[1]))[: _PHRASES + 1]
+    typed = " ".join(words)
+    return [p for p in (" ".join(head) for _, head in beam) if p != typed][:_PHRASES]
 
 
 async def search(request: Request, p: Params) -> dict[str, Any]:
@@ -121,24 +187,33 @@ async def _search(request: Request, p: Params, q: str) -> dict[str, Any]:
         # computes similarity for a million titles when matches turn out rare. The substring class is
         # planned per query (whether to walk the ordered index or build the trigram bitmap depends on
         # the text); the others keep their cached plans, whose shape never depends on it.
-        # A stricter similarity threshold prunes fuzzy candidates inside the trigram index itself.
-        await conn.execute(f"SET LOCAL enable_seqscan = off; SET LOCAL pg_trgm.similarity_threshold = {_FUZZY}")
+        # The similarity threshold is the vocabulary look-up's (the only use of the % operator).
+        await conn.execute(f"SET LOCAL enable_seqscan = off; SET LOCAL pg_trgm.similarity_threshold = {_WORD_FUZZY}")
         norm = await conn.fetchval("SELECT search_norm($1)", q)
         args = (norm, _like_escape(norm), _above_prefixes(norm))
         # Classes in rank order, each only if the page is not full yet (and none before the cursor's).
         for klass in range(first, classes):
-            union = " UNION ALL ".join(_SOURCES[k][klass] for k in kinds)
+            params: tuple[Any, ...] = args
             # Every parameter is named, so each is typed whichever class this statement reads.
             cond = "WHERE $2::text IS NOT NULL AND $3::text IS NOT NULL"
+            if klass == _FUZZY_CLASS:
+                phrases = await _corrected(conn, norm)
+                if not phrases:
+                    break
+                union = " UNION ALL ".join(_FUZZY_SOURCES[k] for k in kinds)
+                params, cond = (norm, args[1], phrases, [_above_prefixes(x) for x in phrases]), "WHERE true"
+            else:
+                union = " UNION ALL ".join(_SOURCES[k][klass] for k in kinds)
             extra: tuple[Any, ...] = ()
             if resume is not None and klass == first:
-                cond += " AND (-sim, kind, key) > ($5, $6, $7)"
+                n = len(params) + 2
+                cond += f" AND (-sim, kind, key) > (${n}, ${n + 1}, ${n + 2})"
                 extra = resume
             if klass == _SUBSTRING:  # the one class whose best plan depends on the text
                 await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             rows += await conn.fetch(
-                f"SELECT * FROM ({union}) s {cond} ORDER BY sim DESC, kind, key LIMIT $4",
-                *args,
+                f"SELECT * FROM ({union}) s {cond} ORDER BY sim DESC, kind, key LIMIT ${len(params) + 1}",
+                *params,
                 want - len(rows),
                 *extra,
             )
