@@ -1,5 +1,6 @@
 """The search vocabulary (``search_words``, migration 0014): every distinct normalized word of titles,
-handles and list names, which fuzzy search corrects a query's words against.
+handles and list names, each keyed under its one-character deletions, which fuzzy search corrects a
+query's words against.
 
 The API keeps it, not the projector, so it costs no write per event: a rebuild recomputes the whole
 set from the read models in one statement and writes only the difference. It runs at startup and then
@@ -20,16 +21,21 @@ from typing import Self
 
 import asyncpg
 
+from api import spelling
 from api.backpressure import UNAVAILABLE_ERRORS
 from runtime.logging import get_logger
 from schemas.migrate import quote_schema
 
 log = get_logger("api.search_words")
 
-# Words longer than this are not worth correcting (and would only bloat the trigram index).
+# Words longer than this are not worth correcting (and each costs a key per character).
 _MAX_WORD = 64
-# Words are what search_norm leaves between runs of white space.
-_WORDS = "regexp_split_to_table(search_norm({0}), '\\s+')"
+# Shorter words are kept under themselves only, as api/spelling.py keys a query word.
+_KEYED_FROM = spelling.KEYED_FROM
+# Where words split: white space and punctuation, apostrophes aside ("don't" is one word). The search
+# handler splits queries the same way (api/queries/search.py, _SEPARATORS).
+SEPARATORS = "[[:space:].,;:!?()/_-]+"
+_WORDS = f"regexp_split_to_table(search_norm({{0}}), '{SEPARATORS}')"
 _REBUILD = f"""
 WITH fresh AS MATERIALIZED (
     SELECT DISTINCT word FROM (
@@ -40,10 +46,20 @@ WITH fresh AS MATERIALIZED (
     WHERE word <> '' AND length(word) <= {_MAX_WORD}
 ),
 gone AS (
-    DELETE FROM search_words s WHERE NOT EXISTS (SELECT FROM fresh f WHERE f.word = s.word) RETURNING 1
+    DELETE FROM search_words s WHERE NOT EXISTS (SELECT FROM fresh f WHERE f.word = s.word) RETURNING word
 ),
 added AS (
-    INSERT INTO search_words (word) SELECT word FROM fresh ON CONFLICT DO NOTHING RETURNING 1
+    INSERT INTO search_words (word) SELECT word FROM fresh ON CONFLICT DO NOTHING RETURNING word
+),
+gone_keys AS (
+    DELETE FROM search_word_keys k USING gone g WHERE k.word = g.word
+),
+added_keys AS (
+    INSERT INTO search_word_keys (key, word)
+    SELECT a.word, a.word FROM added a
+    UNION
+    SELECT overlay(a.word PLACING '' FROM i FOR 1), a.word
+    FROM added a, generate_series(1, length(a.word)) i WHERE length(a.word) >= {_KEYED_FROM}
 )
 SELECT (SELECT count(*) FROM fresh) AS words, (SELECT count(*) FROM gone) AS removed,
        (SELECT count(*) FROM added) AS added

@@ -2,10 +2,18 @@
 
 Text is compared through the read models' ``search_norm`` (case folded, typographic quotes plain), the
 same function the indexes are built on. Ranking: exact, then prefix, then substring, then fuzzy
-(trigram similarity over the threshold); within a class by similarity, then kind and key, so pages are
-stable and a cursor on (class, similarity, kind, key) never skips or repeats. Each class of each kind
-is at most the first ``_CANDIDATES`` matches: exact, prefix and substring in (normalized text, key)
-order, fuzzy as the trigram index yields them, which bounds a query's cost.
+(trigram similarity to the query over the threshold); within a class by similarity, then kind and key,
+so pages are stable and a cursor on (class, similarity, kind, key) never skips or repeats. Each class of
+each kind is at most the first ``_CANDIDATES`` matches: exact, prefix and substring in (normalized text,
+key) order, which bounds a query's cost.
+
+Fuzzy candidates are not found by comparing the query with every title (pg_trgm's similarity scan
+read every posting list of the query's trigrams: 45-136 ms over a million titles). The query's words
+are respelt against the vocabulary (api/search_words.py: words one typo away share a deletion key, a
+btree look-up), reordered and shortened (api/spelling.py), and the best such phrases are read, each
+with the first titles it begins, from the ordered index, keeping those similar enough to the query as
+typed. A title similar to the query is made of its words or their near spellings, so little is lost:
+titles holding only part of the query among other words, or words two typos away.
 
 Classes are read one statement at a time and only as far as the page needs: a common word fills a
 page with exact or prefix matches from an ordered btree walk and never builds the trigram bitmap. The
@@ -21,7 +29,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api import views
+from api import spelling, views
 from api.cache import TtlCache
 from api.cursor import Int32, decode
 from api.errors import InvalidRequest
@@ -48,31 +56,29 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-# How many candidates of each class each source ranks at most (exact and prefix in btree order, the
-# trigram classes as their index yields them), so a common word costs a bounded amount, not a visit to
-# every title that contains it.
+# How many candidates of each class each source ranks at most (in btree order), so a common word costs
+# a bounded amount, not a visit to every title that contains it.
 _CANDIDATES = 200
-# Trigram similarity a fuzzy match needs (pg_trgm's default, 0.3, lets half a million titles through
-# for a short word).
+# Trigram similarity to the query as typed that a fuzzy match needs (pg_trgm's default, 0.3, would let
+# through titles sharing one short word with it).
 _FUZZY = 0.4
 # Shorter queries have no trigram of their own: exact and prefix matches only.
 _TRIGRAM_MIN = 3
-# Fuzzy matching corrects the query word by word against the vocabulary (api/search_words.py): each
-# word of at least _TRIGRAM_MIN characters may be replaced by one of its _SPELLINGS most similar
-# vocabulary words (trigram similarity at least _WORD_FUZZY; one typo in a short word is about 0.3-0.5),
-# and the _PHRASES best phrases so built (by the sum of their words' similarities) are looked up.
-_SPELLINGS = 4
-_WORD_FUZZY = 0.3
-_PHRASES = 16
-# Index entries read per corrected phrase: the phrase itself, then the titles it begins.
+# Fuzzy matching (api/spelling.py): each word of the query may be replaced by one of its _SPELLINGS
+# most similar vocabulary words one typo away (api/search_words.py), and short queries' words reordered
+# or left out; the _PHRASES phrases most similar to the query (at least _PHRASE_FLOOR: a title they
+# begin may still reach _FUZZY) are looked up, each with the titles it begins.
+_SPELLINGS = 3
+_PHRASES = 24
+_PHRASE_FLOOR = 0.3
+# Index entries read per phrase: the phrase itself, then the titles it begins.
 _PER_PHRASE = 40
 # Words of a query beyond these are kept as typed.
 _WORDS_CORRECTED = 8
 _SPELLINGS_SQL = (
-    "SELECT q.i::int AS i, s.word, s.sim FROM unnest($1::text[]) WITH ORDINALITY q (word, i)"
-    " CROSS JOIN LATERAL (SELECT w.word, public.similarity(w.word, q.word)::float8 AS sim FROM search_words w"
-    " WHERE w.word OPERATOR(public.%) q.word AND w.word <> q.word"
-    f" ORDER BY sim DESC, w.word LIMIT {_SPELLINGS}) s"
+    "SELECT m.i, m.word, public.similarity(m.word, ($3::text[])[m.i])::float8 AS sim"
+    " FROM (SELECT DISTINCT q.i, k.word FROM unnest($1::int[], $2::text[]) q (i, key)"
+    " JOIN search_word_keys k ON k.key = q.key) m WHERE m.word <> ($3::text[])[m.i]"
 )
 
 
@@ -131,27 +137,19 @@ _FUZZY_SOURCES = {
 
 
 async def _corrected(conn: Any, norm: str) -> list[str]:
-    """The best phrases that replace words of ``norm`` with close vocabulary words (never ``norm``)."""
-    words = norm.split()
-    asked = [w for w in dict.fromkeys(words[:_WORDS_CORRECTED]) if len(w) >= _TRIGRAM_MIN]
-    spellings: dict[str, list[tuple[str, float]]] = {}
-    for r in await conn.fetch(_SPELLINGS_SQL, asked) if asked else ():
-        spellings.setdefault(asked[r["i"] - 1], []).append((r["word"], r["sim"]))
-    return _phrases(words, spellings)
-
-
-def _phrases(words: list[str], spellings: dict[str, list[tuple[str, float]]]) -> list[str]:
-    """The _PHRASES best phrases of ``words`` with some replaced by their ``spellings`` (each a word and
-    its similarity), best first by the sum of similarities (a word as typed counts 1); a beam search,
-    exact for a sum: the best phrases' beginnings are among the best beginnings."""
-    beam: list[tuple[float, list[str]]] = [(0.0, [])]
-    for word in words:
-        options = [(word, 1.0), *spellings.get(word, [])]
-        grown = [(score + sim, [*head, spelling]) for score, head in beam for spelling, sim in options]
-        # One more than wanted: the phrase as typed is always among them and is not a correction.
-        beam = sorted(grown, key=lambda e: (-e[0], e[1]))[: _PHRASES + 1]
-    typed = " ".join(words)
-    return [p for p in (" ".join(head) for _, head in beam) if p != typed][:_PHRASES]
+    """The phrases to look up for ``norm``'s fuzzy class (api/spelling.py), best first."""
+    asked = [w for w in dict.fromkeys(spelling.SEPARATORS.split(norm)[::2]) if len(w) >= spelling.KEYED_FROM]
+    asked = asked[:_WORDS_CORRECTED]
+    ids, keys = [], []
+    for i, word in enumerate(asked, 1):
+        for key in spelling.keys(word):
+            ids.append(i)
+            keys.append(key)
+    found: dict[str, list[tuple[float, str]]] = {}
+    for r in await conn.fetch(_SPELLINGS_SQL, ids, keys, asked) if asked else ():
+        found.setdefault(asked[r["i"] - 1], []).append((r["sim"], r["word"]))
+    spellings = {w: [x for _, x in sorted(found[w], key=lambda e: (-e[0], e[1]))[:_SPELLINGS]] for w in found}
+    return [phrase for _, phrase in spelling.phrases(norm, spellings, _PHRASES, _PHRASE_FLOOR)]
 
 
 async def search(request: Request, p: Params) -> dict[str, Any]:
@@ -187,8 +185,7 @@ async def _search(request: Request, p: Params, q: str) -> dict[str, Any]:
         # computes similarity for a million titles when matches turn out rare. The substring class is
         # planned per query (whether to walk the ordered index or build the trigram bitmap depends on
         # the text); the others keep their cached plans, whose shape never depends on it.
-        # The similarity threshold is the vocabulary look-up's (the only use of the % operator).
-        await conn.execute(f"SET LOCAL enable_seqscan = off; SET LOCAL pg_trgm.similarity_threshold = {_WORD_FUZZY}")
+        await conn.execute("SET LOCAL enable_seqscan = off")
         norm = await conn.fetchval("SELECT search_norm($1)", q)
         args = (norm, _like_escape(norm), _above_prefixes(norm))
         # Classes in rank order, each only if the page is not full yet (and none before the cursor's).

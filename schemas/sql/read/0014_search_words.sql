@@ -1,10 +1,17 @@
--- The vocabulary fuzzy search corrects query words against: every distinct word (whitespace-separated,
--- normalized by search_norm) of track titles, artist handles and list names. It is tens of thousands of
--- rows where the titles are a million, so a trigram look-up for a misspelt word reads short posting
--- lists; the corrected phrases are then found through the ordered (search_norm, key) indexes of 0011.
--- The API refreshes it in bulk (api/search_words.py), never the projector: it costs no write per event.
+-- The vocabulary fuzzy search corrects query words against: every distinct word of track titles,
+-- artist handles and list names (search_norm'd, split at spaces and punctuation other than
+-- apostrophes), rebuilt in bulk by the API (api/search_words.py), never by the projector, so it costs
+-- no write per event.
 CREATE TABLE search_words (word text PRIMARY KEY);
-CREATE INDEX search_words_trgm ON search_words USING gin (word public.gin_trgm_ops);
+-- Each word under itself and under each string left by deleting one of its characters (for words of
+-- three or more): a query word and a vocabulary word one typo apart (a character changed, added,
+-- dropped, or two swapped) share a key, so corrections are btree look-ups of a query word's own keys,
+-- not a trigram scan (pg_trgm over a hundred thousand words rechecks thousands for a short word).
+CREATE TABLE search_word_keys (
+    key text NOT NULL,
+    word text NOT NULL,
+    PRIMARY KEY (key, word)
+);
 -- When the vocabulary was last rebuilt (one row), so replicas of the API do not each rebuild it.
 CREATE TABLE search_words_refreshed (
     one boolean PRIMARY KEY DEFAULT true CHECK (one),
