@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 SEPARATORS = re.compile(r"([\s.,;:!?()/_-]+)")
 # pg_trgm's words: runs of letters and digits.
 _TRIGRAM_WORDS = re.compile(r"[^\W_]+")
+_NUMBERED = re.compile(r"([^\W\d_]+)\d+")
 # Words shorter than this have no close spellings worth trying (every two-letter key is common).
 KEYED_FROM = 3
 # Queries of more words than this are corrected in their own order only, with no word left out: the
@@ -59,8 +60,8 @@ def similarity(a: frozenset[str], b: frozenset[str]) -> float:
 def phrases(norm: str, spellings: Mapping[str, Sequence[str]], limit: int, floor: float) -> list[tuple[float, str]]:
     """Up to ``limit`` phrases other than ``norm`` itself, best first, each with its rank (its similarity
     to ``norm``, at least ``floor``, less _REORDER_COST in another order than typed): ``norm``'s words as
-    typed or replaced by one of their ``spellings``, for short queries also in other orders or with
-    words left out. Ties keep fewer words left out, then the typed order, first."""
+    typed or replaced by one of their ``spellings`` (or a numbered word by its letters), for short
+    queries also in other orders or with words left out. Ties keep fewer words left out, then the typed order, first."""
     parts = SEPARATORS.split(norm)
     words = [w for w in parts[::2] if w]
     if not words:
@@ -73,7 +74,7 @@ def phrases(norm: str, spellings: Mapping[str, Sequence[str]], limit: int, floor
             cache[word] = trigrams(word)
         return cache[word]
 
-    options = [[w, *spellings.get(w, ())] for w in words]
+    options = [[w, *spellings.get(w, ()), *_stem(w)] for w in words]
     # Each choice: the words kept (their places, in typed order), each as typed or respelt; ranked as
     # a set, since order does not change the similarity, then expanded into orders only as needed.
     places = range(len(words))
@@ -110,6 +111,13 @@ def phrases(norm: str, spellings: Mapping[str, Sequence[str]], limit: int, floor
             if len(out) == limit:
                 break
     return out
+
+
+def _stem(word: str) -> list[str]:
+    """The letters of a word that ends in digits (``name1234`` of a handle, or a numbered title), as one
+    more spelling: a title of the name alone shares most of its trigrams."""
+    stem = _NUMBERED.fullmatch(word)
+    return [stem[1]] if stem is not None and len(stem[1]) >= KEYED_FROM else []
 
 
 def _join(parts: Sequence[str], words: Sequence[str]) -> str:

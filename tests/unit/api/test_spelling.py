@@ -41,3 +41,7 @@ def test_phrases_keep_the_typed_separators_and_long_queries_their_order() -> Non
     assert "echa-artist.test" in handle
     long = [p for _, p in spelling.phrases("a bb ccc dddd eeee", {"dddd": ["ddd"]}, 50, 0.0)]
     assert long == ["a bb ccc ddd eeee"]
+
+
+def test_a_numbered_word_is_also_tried_without_its_number() -> None:
+    assert "fenbreka" in [p for _, p in spelling.phrases("fenbreka49830", {}, 10, 0.3)]
