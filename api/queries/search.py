@@ -69,10 +69,10 @@ _TRIGRAM_MIN = 3
 # or left out; the _PHRASES phrases most similar to the query (at least _PHRASE_FLOOR: a title they
 # begin may still reach _FUZZY) are looked up, each with the titles it begins.
 _SPELLINGS = 3
-_PHRASES = 24
+_PHRASES = 48
 _PHRASE_FLOOR = 0.3
 # Index entries read per phrase: the phrase itself, then the titles it begins.
-_PER_PHRASE = 40
+_PER_PHRASE = 20
 # Words of a query beyond these are kept as typed.
 _WORDS_CORRECTED = 8
 _SPELLINGS_SQL = (
