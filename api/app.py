@@ -34,6 +34,7 @@ from api.errors import XrpcError
 from api.limits import RequestLimits
 from api.queries import register_all
 from api.responses import json_response
+from api.search_words import SearchWords
 from api.settings import ApiSettings
 from runtime.logging import get_logger
 from runtime.settings import PlatformSettings
@@ -160,6 +161,14 @@ def create_app(
             app.state.pool = pool
             if admin is not None:
                 await stack.enter_async_context(admin.producer)
+            await stack.enter_async_context(
+                SearchWords(
+                    database_url,
+                    settings.schema_name,
+                    settings.search_words_refresh_seconds,
+                    startup_wait=settings.request_timeout_seconds,
+                )
+            )
             # Everything built at startup (the app, its routes, the lexicons, the pool) lives as long as
             # the process: frozen out of the collector, a full collection no longer walks it (tens of
             # milliseconds, landing on whichever request allocated last).

@@ -35,6 +35,9 @@ class ApiSettings(BaseSettings):
     ready_max_lag_seconds: float = Field(default=300.0, gt=0)
     # How long a search page may be served from memory (0: never).
     search_cache_seconds: float = Field(default=10.0, ge=0)
+    # How often the vocabulary fuzzy search corrects words against is rebuilt from the read models
+    # (one replica does it per interval; a word indexed since is matched as typed, not corrected).
+    search_words_refresh_seconds: float = Field(default=600.0, ge=10)
     # Requests per second per client address, with bursts up to rate_limit_burst (0: no limit). The
     # address is the connection's, or the forwarded one uvicorn was told to trust behind a proxy.
     rate_limit_per_second: float = Field(default=50.0, ge=0)

@@ -2,10 +2,18 @@
 
 Text is compared through the read models' ``search_norm`` (case folded, typographic quotes plain), the
 same function the indexes are built on. Ranking: exact, then prefix, then substring, then fuzzy
-(trigram similarity over the threshold); within a class by similarity, then kind and key, so pages are
-stable and a cursor on (class, similarity, kind, key) never skips or repeats. Each class of each kind
-is at most the first ``_CANDIDATES`` matches: exact, prefix and substring in (normalized text, key)
-order, fuzzy as the trigram index yields them, which bounds a query's cost.
+(trigram similarity to the query over the threshold); within a class by similarity, then kind and key,
+so pages are stable and a cursor on (class, similarity, kind, key) never skips or repeats. Each class of
+each kind is at most the first ``_CANDIDATES`` matches: exact, prefix and substring in (normalized text,
+key) order, which bounds a query's cost.
+
+Fuzzy candidates are not found by comparing the query with every title (pg_trgm's similarity scan
+read every posting list of the query's trigrams: 45-136 ms over a million titles). The query's words
+are respelt against the vocabulary (api/search_words.py: words one typo away share a deletion key, a
+btree look-up), reordered and shortened (api/spelling.py), and the best such phrases are read, each
+with the first titles it begins, from the ordered index, keeping those similar enough to the query as
+typed. A title similar to the query is made of its words or their near spellings, so little is lost:
+titles holding only part of the query among other words, or words two typos away.
 
 Classes are read one statement at a time and only as far as the page needs: a common word fills a
 page with exact or prefix matches from an ordered btree walk and never builds the trigram bitmap. The
@@ -21,7 +29,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api import views
+from api import spelling, views
 from api.cache import TtlCache
 from api.cursor import Int32, decode
 from api.errors import InvalidRequest
@@ -31,6 +39,7 @@ from api.xrpc import Params, add_query
 
 _MATCH = ("exact", "prefix", "substring", "fuzzy")
 _SUBSTRING = _MATCH.index("substring")
+_FUZZY_CLASS = _MATCH.index("fuzzy")
 # Straight and typographic quotes (left/right single and double).
 _QUOTES = "\"'\u2018\u2019\u201c\u201d"
 
@@ -47,15 +56,30 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-# How many candidates of each class each source ranks at most (exact and prefix in btree order, the
-# trigram classes as their index yields them), so a common word costs a bounded amount, not a visit to
-# every title that contains it.
+# How many candidates of each class each source ranks at most (in btree order), so a common word costs
+# a bounded amount, not a visit to every title that contains it.
 _CANDIDATES = 200
-# Trigram similarity a fuzzy match needs (pg_trgm's default, 0.3, lets half a million titles through
-# for a short word).
+# Trigram similarity to the query as typed that a fuzzy match needs (pg_trgm's default, 0.3, would let
+# through titles sharing one short word with it).
 _FUZZY = 0.4
 # Shorter queries have no trigram of their own: exact and prefix matches only.
 _TRIGRAM_MIN = 3
+# Fuzzy matching (api/spelling.py): each word of the query may be replaced by one of its _SPELLINGS
+# most similar vocabulary words one typo away (api/search_words.py), and short queries' words reordered
+# or left out; the _PHRASES phrases most similar to the query (at least _PHRASE_FLOOR: a title they
+# begin may still reach _FUZZY) are looked up, each with the titles it begins.
+_SPELLINGS = 3
+_PHRASES = 48
+_PHRASE_FLOOR = 0.3
+# Index entries read per phrase: the phrase itself, then the titles it begins.
+_PER_PHRASE = 20
+# Words of a query beyond these are kept as typed.
+_WORDS_CORRECTED = 8
+_SPELLINGS_SQL = (
+    "SELECT m.i, m.word, public.similarity(m.word, ($3::text[])[m.i])::float8 AS sim"
+    " FROM (SELECT DISTINCT q.i, k.word FROM unnest($1::int[], $2::text[]) q (i, key)"
+    " JOIN search_word_keys k ON k.key = q.key) m WHERE m.word <> ($3::text[])[m.i]"
+)
 
 
 def _source(kind: str, field: str, from_: str, key: str, extra: str = "") -> tuple[str, ...]:
@@ -69,7 +93,24 @@ def _source(kind: str, field: str, from_: str, key: str, extra: str = "") -> tup
         f"({head.format(klass=0)} {n} = $1 ORDER BY {key} LIMIT {_CANDIDATES})",
         f"({head.format(klass=1)} {n} ~>=~ $1 AND {n} ~<~ $3 AND {n} <> $1 {sorted_})",
         f"({head.format(klass=2)} {n} LIKE '%' || $2 || '%' AND NOT ({n} ~>=~ $1 AND {n} ~<~ $3) {sorted_})",
-        f"({head.format(klass=3)} {n} OPERATOR(public.%) $1 AND {n} NOT LIKE '%' || $2 || '%' LIMIT {_CANDIDATES})",
+    )
+
+
+def _fuzzy_source(kind: str, table: str, field: str, key: str, walk: str = "", shown: str = "") -> str:
+    # $1 = search_norm(q), $2 = it escaped for LIKE, $3/$4 = each corrected phrase and the first string
+    # above its prefixes. Per phrase, the first _PER_PHRASE entries of the ordered index from the phrase
+    # on (the phrase itself first, then titles it begins), index-only; those similar enough to the query
+    # as typed, and not already in the substring class, are then checked for visibility.
+    alias = table.split()[1]
+    n = f"search_norm({field})"
+    return (
+        f"(SELECT DISTINCT '{kind}'::text AS kind, m.key, 3 AS class, m.sim"
+        " FROM unnest($3::text[], $4::text[]) p (lo, hi)"
+        f" CROSS JOIN LATERAL (SELECT {key} AS key, {alias}.did, {n} AS norm FROM {table}"
+        f" WHERE {field} IS NOT NULL {walk} AND {n} ~>=~ p.lo AND {n} ~<~ p.hi"
+        f" ORDER BY {n} USING ~<~, {key} LIMIT {_PER_PHRASE}) w"
+        f" CROSS JOIN LATERAL (SELECT w.key, public.similarity(w.norm, $1)::float8 AS sim) m {shown}"
+        f" WHERE m.sim >= {_FUZZY} AND w.norm NOT LIKE '%' || $2 || '%')"
     )
 
 
@@ -86,6 +127,29 @@ _SOURCES = {
     "album": _source("album", "l.name", LISTS, "l.uri", "AND l.list_type = 'album'"),
     "playlist": _source("playlist", "l.name", LISTS, "l.uri", "AND l.list_type = 'playlist'"),
 }
+_SHOWN = "JOIN artists v ON v.did = w.did AND v.active AND NOT v.local_takedown"
+_FUZZY_SOURCES = {
+    "track": _fuzzy_source("track", "tracks t", "t.title", "t.uri", shown=_SHOWN),
+    "artist": _fuzzy_source("artist", "artists a", "a.handle", "a.did", "AND a.active AND NOT a.local_takedown"),
+    "album": _fuzzy_source("album", "lists l", "l.name", "l.uri", "AND l.list_type = 'album'", _SHOWN),
+    "playlist": _fuzzy_source("playlist", "lists l", "l.name", "l.uri", "AND l.list_type = 'playlist'", _SHOWN),
+}
+
+
+async def _corrected(conn: Any, norm: str) -> list[str]:
+    """The phrases to look up for ``norm``'s fuzzy class (api/spelling.py), best first."""
+    asked = [w for w in dict.fromkeys(spelling.SEPARATORS.split(norm)[::2]) if len(w) >= spelling.KEYED_FROM]
+    asked = asked[:_WORDS_CORRECTED]
+    ids, keys = [], []
+    for i, word in enumerate(asked, 1):
+        for key in spelling.keys(word):
+            ids.append(i)
+            keys.append(key)
+    found: dict[str, list[tuple[float, str]]] = {}
+    for r in await conn.fetch(_SPELLINGS_SQL, ids, keys, asked) if asked else ():
+        found.setdefault(asked[r["i"] - 1], []).append((r["sim"], r["word"]))
+    spellings = {w: [x for _, x in sorted(found[w], key=lambda e: (-e[0], e[1]))[:_SPELLINGS]] for w in found}
+    return [phrase for _, phrase in spelling.phrases(norm, spellings, _PHRASES, _PHRASE_FLOOR)]
 
 
 async def search(request: Request, p: Params) -> dict[str, Any]:
@@ -121,24 +185,32 @@ async def _search(request: Request, p: Params, q: str) -> dict[str, Any]:
         # computes similarity for a million titles when matches turn out rare. The substring class is
         # planned per query (whether to walk the ordered index or build the trigram bitmap depends on
         # the text); the others keep their cached plans, whose shape never depends on it.
-        # A stricter similarity threshold prunes fuzzy candidates inside the trigram index itself.
-        await conn.execute(f"SET LOCAL enable_seqscan = off; SET LOCAL pg_trgm.similarity_threshold = {_FUZZY}")
+        await conn.execute("SET LOCAL enable_seqscan = off")
         norm = await conn.fetchval("SELECT search_norm($1)", q)
         args = (norm, _like_escape(norm), _above_prefixes(norm))
         # Classes in rank order, each only if the page is not full yet (and none before the cursor's).
         for klass in range(first, classes):
-            union = " UNION ALL ".join(_SOURCES[k][klass] for k in kinds)
+            params: tuple[Any, ...] = args
             # Every parameter is named, so each is typed whichever class this statement reads.
             cond = "WHERE $2::text IS NOT NULL AND $3::text IS NOT NULL"
+            if klass == _FUZZY_CLASS:
+                phrases = await _corrected(conn, norm)
+                if not phrases:
+                    break
+                union = " UNION ALL ".join(_FUZZY_SOURCES[k] for k in kinds)
+                params, cond = (norm, args[1], phrases, [_above_prefixes(x) for x in phrases]), "WHERE true"
+            else:
+                union = " UNION ALL ".join(_SOURCES[k][klass] for k in kinds)
             extra: tuple[Any, ...] = ()
             if resume is not None and klass == first:
-                cond += " AND (-sim, kind, key) > ($5, $6, $7)"
+                n = len(params) + 2
+                cond += f" AND (-sim, kind, key) > (${n}, ${n + 1}, ${n + 2})"
                 extra = resume
             if klass == _SUBSTRING:  # the one class whose best plan depends on the text
                 await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             rows += await conn.fetch(
-                f"SELECT * FROM ({union}) s {cond} ORDER BY sim DESC, kind, key LIMIT $4",
-                *args,
+                f"SELECT * FROM ({union}) s {cond} ORDER BY sim DESC, kind, key LIMIT ${len(params) + 1}",
+                *params,
                 want - len(rows),
                 *extra,
             )

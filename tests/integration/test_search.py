@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from api.queries.search import _SOURCES, _above_prefixes, _like_escape
+from api.search_words import rebuild
 from schemas.envelope import Event
 from tests.fixtures import events as ev
 from tests.fixtures.api_server import serving
@@ -120,3 +121,29 @@ async def test_substring_rows_do_not_depend_on_the_plan(world: World) -> None:
             assert ("Bitmap" in plan) == (name == "bitmap"), plan
             rows[name] = [r["key"] for r in await conn.fetch(sql, norm, _like_escape(norm), _above_prefixes(norm))]
     assert len(rows["walk"]) == 200 and rows["walk"] == rows["bitmap"]
+
+
+async def test_fuzzy_matches_reordered_and_respelt_words(world: World) -> None:
+    # The old trigram scan found these too (similarity 1 and 0.71); the vocabulary now finds them by
+    # reordering "park echo 005" and respelling "ehco" (two letters swapped) into phrases.
+    for q in ("park echo 005", "ehco park 005"):
+        results = (await xrpc(world, "search", q=q, type="track"))["results"]
+        assert ("fuzzy", "Echo Park 005") in [(r["match"], r["track"]["title"]) for r in results], q
+
+
+async def test_the_vocabulary_is_rebuilt_from_the_read_models(world: World) -> None:
+    async with world.pool.acquire() as conn:
+        words = {r["word"] for r in await conn.fetch(f"SELECT word FROM {SCHEMA}.search_words")}
+        # Words of titles, of the handle (split at its punctuation), each under its one-letter deletions.
+        assert {"echo", "echa", "park", "echo's", "artist", "test"} <= words
+        keys = await conn.fetch(f"SELECT key FROM {SCHEMA}.search_word_keys WHERE word = 'echa'")
+        assert {r["key"] for r in keys} == {"echa", "cha", "eha", "eca", "ech"}
+        await conn.execute(f"INSERT INTO {SCHEMA}.search_words VALUES ('stale')")
+        await conn.execute(f"INSERT INTO {SCHEMA}.search_word_keys VALUES ('stale', 'stale')")
+        assert await rebuild(conn, SCHEMA, unless_newer_than=3600) is False  # rebuilt at startup
+        assert await rebuild(conn, SCHEMA) is True
+        gone = await conn.fetchval(
+            f"SELECT count(*) FROM {SCHEMA}.search_words s FULL JOIN {SCHEMA}.search_word_keys k USING (word)"
+            " WHERE word = 'stale'"
+        )
+        assert gone == 0
