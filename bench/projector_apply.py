@@ -1,6 +1,7 @@
 """Projector benchmark: apply a log of mixed events from the broker into Postgres.
 
     python -m bench.projector_apply [--events N] [--naive-events M] [--partitions P] [--lanes L] [--one-lane]
+                                    [--server local|write-heavy]
 
 Builds a log of N mixed events (track creates/updates/deletes, likes, comments, lists, profiles,
 account changes) on a fresh topic of a tansu broker started here, then, side by side in the same run:
@@ -13,7 +14,9 @@ account changes) on a fresh topic of a tansu broker started here, then, side by 
   once with Postgres' default durable commit (what a straightforward projector runs with);
 - replay: ``plyr-index replay``'s path (``projector.app.rebuild``) over the same log, with the swap.
 Prints events/s for each and the ratio. Uses the Postgres at PLYR_BENCH_PG (default the local server),
-in a database ``plyr_bench`` it recreates.
+in a database ``plyr_bench`` it recreates; ``--server write-heavy`` instead starts an embedded
+PostgreSQL with ``runtime.embedded_pg.WRITE_HEAVY`` (shared buffers and checkpoint spacing for a write
+load) on a fresh data directory, removed afterwards, and runs every path there.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -35,6 +41,7 @@ from projector.prepare import LogMessage
 from projector.settings import ProjectorSettings
 from projector.store import Store
 from projector.validate import RecordValidator
+from runtime.embedded_pg import WRITE_HEAVY, start_embedded
 from runtime.gc_tuning import tune_for_batches
 from runtime.settings import PlatformSettings
 from schemas.codec import encode
@@ -144,12 +151,12 @@ async def consume_into(store: Store, bootstrap: str, topic: str, total: int, *, 
         await consumer.stop()
 
 
-async def main_async(n: int, naive_n: int, partitions: int, lanes: int, one_lane: bool) -> None:
-    admin = await asyncpg.connect(ADMIN)
+async def main_async(server: str, n: int, naive_n: int, partitions: int, lanes: int, one_lane: bool) -> None:
+    admin = await asyncpg.connect(server)
     await admin.execute("DROP DATABASE IF EXISTS plyr_bench WITH (FORCE)")
     await admin.execute("CREATE DATABASE plyr_bench")
     await admin.close()
-    dsn = ADMIN.rsplit("/", 1)[0] + "/plyr_bench"
+    dsn = server.rsplit("/", 1)[0] + "/plyr_bench"
     broker = start_broker()
     try:
         t = time.perf_counter()
@@ -201,10 +208,31 @@ def main() -> int:
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--lanes", type=int, default=ProjectorSettings().commit_lanes, help="commit lanes")
     p.add_argument("--one-lane", action="store_true", help="also run plyr-index on a single commit lane")
+    p.add_argument(
+        "--server",
+        choices=("local", "write-heavy"),
+        default="local",
+        help="the Postgres at PLYR_BENCH_PG, or an embedded one tuned for writes (runtime.embedded_pg.WRITE_HEAVY)",
+    )
     args = p.parse_args()
     # As the projector and replay processes do at start (plyr-index project / replay).
     tune_for_batches()
-    asyncio.run(main_async(args.events, args.naive_events, args.partitions, args.lanes, args.one_lane))
+
+    def run(server: str) -> None:
+        asyncio.run(main_async(server, args.events, args.naive_events, args.partitions, args.lanes, args.one_lane))
+
+    if args.server == "local":
+        run(ADMIN)
+        return 0
+    scratch = Path(tempfile.mkdtemp(prefix="plyr-bench-pg-"))
+    embedded = start_embedded(scratch / "postgres", scratch / "postgres.log", WRITE_HEAVY)
+    try:
+        print(f"server: embedded PostgreSQL 18 with {', '.join(f'{k}={v}' for k, v in WRITE_HEAVY.items())}")
+        run(f"postgresql://postgres@127.0.0.1:{embedded.port}/postgres")
+    finally:
+        embedded.stop()
+        shutil.rmtree(embedded.directory, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 

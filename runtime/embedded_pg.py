@@ -15,6 +15,7 @@ import os
 import pwd
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,21 @@ class EmbeddedPostgres:
         )
 
 
-def start_embedded(requested: Path, log_path: Path) -> EmbeddedPostgres:
-    """Initialise (first time) and start a cluster for ``requested``; trust auth, loopback only."""
+# A server sized for the projector's write load on a machine of this size (operators: docs/operators.md,
+# "Postgres"). At the defaults (128 MB of shared buffers, 1 GB of WAL between checkpoints) a read model
+# of a few GB is written back by the backends themselves page by page, and a checkpoint about every
+# minute makes the first change of every index page after it a full-page image in the WAL.
+WRITE_HEAVY: Mapping[str, str] = {
+    "shared_buffers": "4GB",
+    "max_wal_size": "16GB",
+    "checkpoint_timeout": "30min",
+    "wal_buffers": "64MB",
+}
+
+
+def start_embedded(requested: Path, log_path: Path, settings: Mapping[str, str] | None = None) -> EmbeddedPostgres:
+    """Initialise (first time) and start a cluster for ``requested``; trust auth, loopback only.
+    ``settings`` are server settings for this start (``-c name=value``), e.g. ``WRITE_HEAVY``."""
     directory = data_directory(requested)
     directory.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
@@ -86,6 +100,7 @@ def start_embedded(requested: Path, log_path: Path) -> EmbeddedPostgres:
             raise ServiceError(f"initdb failed: {done.stderr.decode(errors='replace')[-500:]}")
     port = free_port()
     options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1"
+    options += "".join(f" -c {name}={value}" for name, value in (settings or {}).items())
     # pg_ctl writes the server log itself; the server user must own it, so it sits in its directory.
     server_log = directory / "server.log"
     start = [str(_bin("pg_ctl")), "-D", str(data), "-l", str(server_log), "-o", options, "-w", "start"]

@@ -35,6 +35,14 @@ LOCAL = "did:plc:apilocaldddddddddddddddd"
 TRACK, LIKE, LIST, COMMENT = "fm.plyr.track", "fm.plyr.like", "fm.plyr.list", "fm.plyr.comment"
 SCHEMA = "api_read"
 SAME_TIME = "2026-10-05T12:00:00.000Z"
+FULL_TRACK: dict[str, Any] = {
+    "album": "Friends",
+    "imageUrl": "https://cdn.example/friends.jpg",
+    "description": 'Liner notes: "quoted", a \\ backslash, a tab\t and caf\u00e9',
+    "labels": {"$type": "com.atproto.label.defs#selfLabels", "values": [{"val": "graphic-media"}]},
+    "supportGate": {"type": "any"},
+    "createdAt": "2026-10-03T04:05:06.789654Z",
+}
 
 
 def at(did: str, collection: str, rkey: str) -> str:
@@ -85,7 +93,8 @@ def corpus() -> tuple[list[Event], dict[str, tuple[str, str]]]:
     )
     # Future-dated: its sort time is when the index saw it, so it cannot jump the feed.
     add_track("future", ART, ev.track("From the future", createdAt="2030-01-01T00:00:00.000Z"))
-    add_track("featured", ART, ev.track("With a friend", features=[{"did": FAN}, {"did": GONE}]))
+    # Every optional field a view carries, and a createdAt finer than the view's milliseconds.
+    add_track("featured", ART, ev.track("With a friend", features=[{"did": FAN}, {"did": GONE}], **FULL_TRACK))
     add_track("gone", GONE, ev.track("Hidden song"))
     add_track("local", LOCAL, ev.track("Locally removed"))
     song_uri, song_cid = tracks["song"]
@@ -206,6 +215,19 @@ async def test_track_view_fields_and_features(world: World) -> None:
     # A hidden featured artist keeps only its DID; a visible one is resolved to its handle.
     assert track["features"] == [{"did": FAN, "handle": "fan.test"}, {"did": GONE}]
     assert track["streamUrl"].endswith(f"/stream/{ART}/{world.tracks['featured'][0].rsplit('/', 1)[1]}")
+    # Postgres builds the view: the record's values come back as they went in, absent ones left out,
+    # times as atproto datetimes (UTC, milliseconds, Z).
+    assert {k: track[k] for k in FULL_TRACK if k != "createdAt"} == {
+        k: v for k, v in FULL_TRACK.items() if k != "createdAt"
+    }
+    assert track["createdAt"] == "2026-10-03T04:05:06.789Z"
+    assert "duration" not in track and (track["likeCount"], track["commentCount"]) == (0, 0)
+    indexed = await world.pool.fetchval(f"SELECT indexed_at FROM {SCHEMA}.tracks WHERE uri = $1", track["uri"])
+    assert track["indexedAt"] == ev.atproto_time(indexed.replace(microsecond=indexed.microsecond // 1000 * 1000))
+    assert list(track) == [
+        "uri", "cid", "title", "artist", "features", "album", "imageUrl", "description", "labels",
+        "supportGate", "fileType", "likeCount", "commentCount", "createdAt", "indexedAt", "streamUrl",
+    ]  # fmt: skip
     song = (await xrpc(world, "getTrack", uri=world.tracks["song"][0]))["track"]
     # Likes by the deactivated and the locally taken-down accounts do not count.
     assert (song["likeCount"], song["commentCount"], song["duration"]) == (2, 3, 200)
