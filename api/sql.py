@@ -13,33 +13,11 @@ def visible(alias: str, did_expr: str) -> str:
     return f"JOIN artists {alias} ON {alias}.did = {did_expr} AND {alias}.active AND NOT {alias}.local_takedown"
 
 
-def utc_text(column: str) -> str:
-    """A timestamptz ``column`` as an atproto datetime (UTC, milliseconds, ``Z``), as ``views.when``."""
-    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-
-
-_FEATURE_DID = "f.v->>'did'"
-# A track's view (``fm.plyr.index.defs#trackView``), all of it but the streamUrl, built by Postgres as
-# JSON text that the response embeds unparsed (``views.track_view``). Feeds answer fifty of these a
-# page: decoding twenty-one columns a row into Python objects and building the dicts again took half
-# the API's CPU for such a page. Null fields are left out (json_strip_nulls), as the lexicon's objects
-# expect; featured artists are resolved here, a hidden one keeping just its DID. Keys in view order.
-TRACK_VIEW = (
-    "json_strip_nulls(json_build_object("
-    "'uri', t.uri, 'cid', t.cid, 'title', t.title,"
-    " 'artist', json_build_object('did', t.did, 'name', t.artist, 'handle', ta.handle, 'avatar', ta.avatar),"
-    " 'features', CASE WHEN t.features = '[]' THEN '[]'::json ELSE (SELECT"
-    " json_agg(json_build_object('did', f.v->>'did', 'handle', fa.handle, 'avatar', fa.avatar) ORDER BY f.n)"
-    " FROM jsonb_array_elements(t.features) WITH ORDINALITY AS f(v, n)"
-    f" LEFT {visible('fa', _FEATURE_DID)}) END,"
-    " 'album', t.album, 'duration', t.duration, 'imageUrl', t.image_url, 'description', t.description,"
-    " 'labels', t.labels, 'supportGate', t.support_gate, 'fileType', t.file_type,"
-    " 'likeCount', t.like_count, 'commentCount', t.comment_count,"
-    f" 'createdAt', {utc_text('t.created_at')}, 'indexedAt', {utc_text('t.indexed_at')}))"
+TRACK_COLUMNS = (
+    "t.uri, t.cid, t.did, t.rkey, t.title, t.artist, t.album, t.duration, t.file_type, t.image_url,"
+    " t.description, t.labels, t.support_gate, t.features, t.like_count, t.comment_count, t.created_at,"
+    " t.indexed_at, t.sort_at, ta.handle AS artist_handle, ta.avatar AS artist_avatar"
 )
-# What a track's view is read from: the JSON, and what the stream URL, cursors and joins need.
-TRACK_COLUMNS = f"{TRACK_VIEW}::text AS view, t.uri, t.did, t.rkey, t.sort_at"
-
 # Tracks of visible repos, with their artist as ``ta``.
 TRACKS = f"tracks t {visible('ta', 't.did')}"
 

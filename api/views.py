@@ -11,8 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import orjson
-
 Row = Mapping[str, Any]
 
 
@@ -36,15 +34,45 @@ def artist_ref(did: str, handle: str | None, avatar: str | None = None, name: st
     return _some(did=did, handle=handle, name=name, avatar=avatar)
 
 
-def track_view(row: Row, public_url: str) -> orjson.Fragment:
-    """A track's view from its row (``api.sql.TRACK_COLUMNS``): Postgres' JSON with the streamUrl added,
-    embedded in the response as it is."""
+# Optional fields of a track view: (view key, column), left out when the column is NULL.
+_TRACK_OPTIONAL = (
+    ("album", "album"),
+    ("duration", "duration"),
+    ("imageUrl", "image_url"),
+    ("description", "description"),
+    ("labels", "labels"),
+    ("supportGate", "support_gate"),
+)
+
+
+def track_view(row: Row, people: Mapping[str, Row], public_url: str) -> dict[str, Any]:
+    """A track row (``api.sql.TRACK_COLUMNS``) with its featured artists looked up in ``people``.
+    Built field by field rather than through ``_some``: feeds build fifty of these per page."""
+    features = []
+    for feature in row["features"] or ():
+        known = people.get(feature["did"])
+        handle = known["handle"] if known is not None else None
+        features.append(artist_ref(feature["did"], handle, known["avatar"] if known is not None else None))
     did = row["did"]
+    artist = {"did": did, "name": row["artist"]}
+    if (handle := row["artist_handle"]) is not None:
+        artist["handle"] = handle
+    if (avatar := row["artist_avatar"]) is not None:
+        artist["avatar"] = avatar
+    view: dict[str, Any] = {"uri": row["uri"], "cid": row["cid"], "title": row["title"], "artist": artist}
+    view["features"] = features
+    for key, column in _TRACK_OPTIONAL:
+        if (value := row[column]) is not None:
+            view[key] = value
+    view["fileType"] = row["file_type"]
+    view["likeCount"] = row["like_count"]
+    view["commentCount"] = row["comment_count"]
+    view["createdAt"] = when(row["created_at"])
+    view["indexedAt"] = when(row["indexed_at"])
     # A did:web with a port holds "%3A"; quoted, it survives the server's path decoding.
     path_did = did if did.startswith("did:plc:") else quote(did, safe=":")
-    url = orjson.dumps(f"{public_url.rstrip('/')}/stream/{path_did}/{row['rkey']}").decode()
-    view: str = row["view"]
-    return orjson.Fragment(f'{view[:-1]}, "streamUrl" : {url}}}')
+    view["streamUrl"] = f"{public_url.rstrip('/')}/stream/{path_did}/{row['rkey']}"
+    return view
 
 
 def artist_view(row: Row) -> dict[str, Any]:

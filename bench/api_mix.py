@@ -219,7 +219,7 @@ async def replay(pool: asyncpg.Pool, plan: Plan, explain: list[str] | None = Non
 
 _LIKER_SHOWN = "NOT EXISTS (SELECT 1 FROM artists h WHERE h.did = l.did AND (NOT h.active OR h.local_takedown))"
 _COUNTED_LIKES = f"(SELECT count(DISTINCT l.did) FROM likes l WHERE l.subject_uri = t.uri AND {_LIKER_SHOWN})"
-NAIVE_TRACK_COLUMNS = TRACK_COLUMNS.replace("t.like_count,", f"{_COUNTED_LIKES},")
+NAIVE_TRACK_COLUMNS = TRACK_COLUMNS.replace("t.like_count,", f"{_COUNTED_LIKES} AS like_count,")
 NAIVE_ARTIST_COLUMNS = (
     ARTIST_COLUMNS.replace("a.track_count", "(SELECT count(*) FROM tracks x WHERE x.did = a.did) AS track_count")
     .replace(
@@ -246,7 +246,7 @@ def naive_plan(req: Req, plan: Plan) -> Plan:
         for method, sql, args in step:
             if req.kind == "top" and i == 0:
                 window = dict(req.query).get("window", "all")
-                cols = TRACK_COLUMNS.replace("t.like_count,", "c.likers,")
+                cols = TRACK_COLUMNS.replace("t.like_count,", "c.likers AS like_count,")
                 where = _LIKER_SHOWN + (
                     "" if window == "all" else " AND LEAST(l.created_at, l.indexed_at) >= now() - $2::interval"
                 )

@@ -50,7 +50,7 @@ async def get_activity(request: Request, p: Params) -> dict[str, Any]:
     track_uris = {r["uri"] if r["kind"] == "track.created" else r["subject_uri"] for r in shown} - {None}
     list_uris = {r["uri"] for r in shown if r["kind"].startswith("list.")}
     track_rows = await c.pool.fetch(f"SELECT {TRACK_COLUMNS} FROM {TRACKS} WHERE t.uri = ANY($1)", sorted(track_uris))
-    tracks = dict(zip((r["uri"] for r in track_rows), track_views(c, track_rows), strict=True))
+    tracks = dict(zip((r["uri"] for r in track_rows), await track_views(c, track_rows), strict=True))
     lists = {
         r["uri"]: views.list_view(r)
         for r in await c.pool.fetch(f"SELECT {LIST_COLUMNS} FROM {LISTS} WHERE l.uri = ANY($1)", sorted(list_uris))

@@ -67,7 +67,7 @@ async def get_actor_likes(request: Request, p: Params) -> dict[str, Any]:
     )
     shown, cursor = page(rows, p["limit"], "actorLikes", lambda r: (r["liked_at"], r["like_uri"]))
     who = views.artist_ref(actor["did"], actor["handle"], actor["avatar"])
-    tracks = track_views(c, shown)
+    tracks = await track_views(c, shown)
     likes = [
         {"uri": r["like_uri"], "actor": who, "createdAt": views.when(r["liked_at"]), "track": t}
         for r, t in zip(shown, tracks, strict=True)

@@ -7,14 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import orjson
 from fastapi import Request
 
 from api import views
 from api.cursor import Key, encode
 from api.errors import NotFound
 from api.settings import ApiSettings
-from api.sql import ARTIST_COLUMNS
+from api.sql import ARTIST_COLUMNS, visible
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +41,16 @@ async def resolve_actor(c: Ctx, actor: str) -> asyncpg.Record:
     return row
 
 
-def track_views(c: Ctx, rows: Sequence[asyncpg.Record]) -> list[orjson.Fragment]:
-    """Views of track rows (``api.sql.TRACK_COLUMNS``)."""
-    return [views.track_view(r, c.settings.public_url) for r in rows]
+async def track_views(c: Ctx, rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+    """Views of track rows, featured artists resolved in one lookup (hidden ones keep just their DID)."""
+    dids = sorted({f["did"] for r in rows for f in (r["features"] or [])})
+    people: dict[str, asyncpg.Record] = {}
+    if dids:
+        for p in await c.pool.fetch(
+            f"SELECT a.did, a.handle, a.avatar FROM unnest($1::text[]) AS d(did) {visible('a', 'd.did')}", dids
+        ):
+            people[p["did"]] = p
+    return [views.track_view(r, people, c.settings.public_url) for r in rows]
 
 
 class Where:

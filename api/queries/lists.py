@@ -29,7 +29,7 @@ async def get_list(request: Request, p: Params) -> dict[str, Any]:
     )
     subjects = sorted({i["subject_uri"] for i in items if i["indexed"]})
     shown = await c.pool.fetch(f"SELECT {TRACK_COLUMNS} FROM {TRACKS} WHERE t.uri = ANY($1)", subjects)
-    by_uri = dict(zip((r["uri"] for r in shown), track_views(c, shown), strict=True))
+    by_uri = dict(zip((r["uri"] for r in shown), await track_views(c, shown), strict=True))
     out = []
     for i in items:
         track = by_uri.get(i["subject_uri"])

@@ -225,7 +225,7 @@ async def _search(request: Request, p: Params, q: str) -> dict[str, Any]:
     track_rows = await c.pool.fetch(
         f"SELECT {TRACK_COLUMNS} FROM {TRACKS} WHERE t.uri = ANY($1)", by_kind.get("track", [])
     )
-    tracks = dict(zip((r["uri"] for r in track_rows), track_views(c, track_rows), strict=True))
+    tracks = dict(zip((r["uri"] for r in track_rows), await track_views(c, track_rows), strict=True))
     artists = {
         r["did"]: views.artist_view(r)
         for r in await c.pool.fetch(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 
 from api import views
@@ -33,7 +32,7 @@ async def get_latest_tracks(request: Request, p: Params) -> dict[str, Any]:
         *where.args,
     )
     shown, cursor = page(rows, p["limit"], "latest", lambda r: (r["sort_at"], r["uri"]))
-    return with_cursor({"tracks": track_views(c, shown)}, cursor)
+    return with_cursor({"tracks": await track_views(c, shown)}, cursor)
 
 
 async def get_top_tracks(request: Request, p: Params) -> dict[str, Any]:
@@ -62,18 +61,18 @@ async def get_top_tracks(request: Request, p: Params) -> dict[str, Any]:
             p["limit"] + 1,
         )
         shown, cursor = page(rows, p["limit"], tag, lambda r: (r["rank"],))
-    tracks = track_views(c, shown)
+    tracks = await track_views(c, shown)
     items = [{"likers": r["likers"], "track": t} for r, t in zip(shown, tracks, strict=True)]
     return with_cursor({"items": items}, cursor)
 
 
-async def visible_track(request: Request, uri: str) -> orjson.Fragment:
+async def visible_track(request: Request, uri: str) -> dict[str, Any]:
     """The view of one visible track; NotFound otherwise."""
     c = ctx(request)
     row = await c.pool.fetchrow(f"SELECT {TRACK_COLUMNS} FROM {TRACKS} WHERE t.uri = $1", uri)
     if row is None:
         raise NotFound(f"no visible track {uri}")
-    return track_views(c, [row])[0]
+    return (await track_views(c, [row]))[0]
 
 
 async def get_track(request: Request, p: Params) -> dict[str, Any]:
