@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from ingest.capture import write_frames
-from runtime.embedded_pg import data_directory
+from runtime.embedded_pg import WRITE_HEAVY, data_directory, start_embedded
 from tests.conftest import PG_ADMIN
 from tests.fixtures.corpus import mixed_corpus
 from tests.services import free_port
@@ -118,3 +118,19 @@ async def test_up_with_an_embedded_postgres(tmp_path: Path) -> None:
             await process.wait()
         # As root the cluster lives outside tmp_path (see runtime.embedded_pg).
         shutil.rmtree(data_directory(tmp_path / "data" / "postgres"), ignore_errors=True)
+
+
+async def test_embedded_postgres_starts_with_the_given_server_settings(tmp_path: Path) -> None:
+    # What bench.projector_apply --server write-heavy relies on: each setting reaches the server.
+    settings = {**WRITE_HEAVY, "shared_buffers": "64MB", "work_mem": "7MB"}
+    server = start_embedded(tmp_path / "postgres", tmp_path / "postgres.log", settings)
+    try:
+        conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{server.port}/postgres")
+        try:
+            shown = {name: await conn.fetchval(f"SHOW {name}") for name in settings}
+        finally:
+            await conn.close()
+        assert shown == settings
+    finally:
+        server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
