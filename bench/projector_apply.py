@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import random
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Mapping
+from multiprocessing.synchronize import Barrier as BarrierType
 from pathlib import Path
 
 import asyncpg
@@ -48,9 +51,11 @@ from schemas.codec import encode
 from schemas.envelope import Event
 from schemas.topics import key_for
 from tests.fixtures import events as ev
+from tests.fixtures.read_models import TABLES
 from tests.services import start_broker
 
 ADMIN = os.environ.get("PLYR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+_GROUP_SCHEMA = "bench_group"
 
 
 def log_of(n: int, seed: int = 7) -> list[Event]:
@@ -99,7 +104,8 @@ def log_of(n: int, seed: int = 7) -> list[Event]:
     return out
 
 
-async def produce(bootstrap: str, topic: str, events: list[Event], partitions: int) -> None:
+async def produce(bootstrap: str, topic: str, events: list[Event], partitions: int) -> dict[int, int]:
+    """Write ``events`` to a new ``topic``; return how many went to each partition."""
     await ensure_topic(bootstrap, topic, partitions)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=1 << 20, compression_type="zstd"
@@ -107,18 +113,33 @@ async def produce(bootstrap: str, topic: str, events: list[Event], partitions: i
     await producer.start()
     try:
         futures = []
+        counts = dict.fromkeys(range(partitions), 0)
         for e in events:
             futures.append(await producer.send(topic, encode(e), key=key_for(e.did)))
             if len(futures) >= 20_000:
-                await asyncio.gather(*futures)
+                for sent in await asyncio.gather(*futures):
+                    counts[sent.partition] += 1
                 futures.clear()
-        await asyncio.gather(*futures)
+        for sent in await asyncio.gather(*futures):
+            counts[sent.partition] += 1
+        return counts
     finally:
         await producer.stop()
 
 
-async def consume_into(store: Store, bootstrap: str, topic: str, total: int, *, batch: int, lanes: int = 1) -> float:
-    """Feed the whole topic to ``store`` in polls of up to ``batch``; return events/s."""
+async def consume_into(
+    store: Store,
+    bootstrap: str,
+    topic: str,
+    sizes: Mapping[int, int],
+    *,
+    batch: int,
+    lanes: int = 1,
+    ready: Callable[[], Awaitable[None]] | None = None,
+) -> float:
+    """Feed the partitions of ``topic`` named in ``sizes`` (partition → messages it holds, from 0) to
+    ``store`` in polls of up to ``batch``; return events/s. ``ready`` is awaited once the consumer is
+    in place, before the clock starts."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -129,14 +150,18 @@ async def consume_into(store: Store, bootstrap: str, topic: str, total: int, *, 
     await consumer.start()
     try:
         await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
+        tps = [TopicPartition(topic, p) for p in sorted(sizes)]
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, 0)
-        done = 0
+        # Read up to each partition's size, by offset (the broker's end offsets are not exact, see
+        # RECIPES), not by a count of messages, which a fetch handing some over twice would cut short.
+        reached = dict.fromkeys(sizes, 0)
         pipeline = CommitPipeline(store, lanes)
+        if ready is not None:
+            await ready()
         start = time.perf_counter()
-        while done < total:
+        while any(reached[p] < size for p, size in sizes.items()):
             polled = await consumer.getmany(timeout_ms=1000, max_records=batch)
             messages = [LogMessage(tp.partition, m.offset, m.value or b"") for tp, ms in polled.items() for m in ms]
             if batch == 1:
@@ -144,14 +169,82 @@ async def consume_into(store: Store, bootstrap: str, topic: str, total: int, *, 
                     await store.apply([m])
             elif messages:
                 await pipeline.submit(messages)
-            done += len(messages)
+            for m in messages:
+                reached[m.partition] = max(reached[m.partition], m.offset + 1)
         await pipeline.flush()
-        return total / (time.perf_counter() - start)
+        return sum(sizes.values()) / (time.perf_counter() - start)
     finally:
         await consumer.stop()
 
 
-async def main_async(server: str, n: int, naive_n: int, partitions: int, lanes: int, one_lane: bool) -> None:
+async def _arrive(barrier: BarrierType) -> None:
+    await asyncio.to_thread(barrier.wait)
+
+
+def _group_member(
+    bootstrap: str, dsn: str, topic: str, sizes: dict[int, int], lanes: int, barrier: BarrierType
+) -> None:
+    """One of ``--processes``: a projector process applying its share of the partitions."""
+    tune_for_batches()
+
+    async def run() -> None:
+        async with asyncpg.create_pool(dsn, min_size=1, max_size=lanes + 2) as pool:
+            store = Store(pool, _GROUP_SCHEMA, RecordValidator(), topic)
+            await consume_into(
+                store,
+                bootstrap,
+                topic,
+                sizes,
+                batch=5000,
+                lanes=lanes,
+                ready=lambda: _arrive(barrier),
+            )
+
+    asyncio.run(run())
+
+
+async def group_rate(bootstrap: str, dsn: str, topic: str, sizes: dict[int, int], processes: int, lanes: int) -> float:
+    """events/s of ``processes`` projector processes splitting the partitions (``sizes``: partition →
+    messages), as the members of one consumer group do after a rebalance; the clock runs from when all
+    are in place to the last done."""
+    async with asyncpg.create_pool(dsn, min_size=1, max_size=1) as pool:
+        await open_store(pool, _GROUP_SCHEMA, topic)  # migrate once, before the members start
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(processes + 1)
+    members = [
+        spawn.Process(
+            target=_group_member,
+            args=(bootstrap, dsn, topic, {p: sizes[p] for p in sorted(sizes)[i::processes]}, lanes, barrier),
+        )
+        for i in range(processes)
+    ]
+    for member in members:
+        member.start()
+    await _arrive(barrier)
+    start = time.perf_counter()
+    for member in members:
+        await asyncio.to_thread(member.join)
+    seconds = time.perf_counter() - start
+    failed = [m.exitcode for m in members if m.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"a projector process exited with {failed}")
+    return sum(sizes.values()) / seconds
+
+
+async def differences(pool: asyncpg.Pool, a: str, b: str) -> dict[str, int]:
+    """Per table, the rows in one of the read models ``a`` and ``b`` and not in the other (as multisets)."""
+    out = {}
+    for table, cols in TABLES.items():
+        one, two = f"SELECT {cols} FROM {a}.{table}", f"SELECT {cols} FROM {b}.{table}"
+        out[table] = await pool.fetchval(
+            f"SELECT count(*) FROM (({one} EXCEPT ALL {two}) UNION ALL ({two} EXCEPT ALL {one})) d"
+        )
+    return out
+
+
+async def main_async(
+    server: str, n: int, naive_n: int, partitions: int, lanes: int, one_lane: bool, processes: int = 1
+) -> None:
     admin = await asyncpg.connect(server)
     await admin.execute("DROP DATABASE IF EXISTS plyr_bench WITH (FORCE)")
     await admin.execute("CREATE DATABASE plyr_bench")
@@ -162,28 +255,38 @@ async def main_async(server: str, n: int, naive_n: int, partitions: int, lanes: 
         t = time.perf_counter()
         events = log_of(n)
         naive_events = events[:naive_n]
-        await produce(broker.bootstrap, "bench.full", events, partitions)
-        await produce(broker.bootstrap, "bench.naive", naive_events, partitions)
+        full = await produce(broker.bootstrap, "bench.full", events, partitions)
+        naive_sizes = await produce(broker.bootstrap, "bench.naive", naive_events, partitions)
         print(f"log: {n:,} events ({partitions} partitions) built and produced in {time.perf_counter() - t:.0f} s")
         async with asyncpg.create_pool(dsn, min_size=1, max_size=lanes + 2) as pool:
             ours = await consume_into(
                 await open_store(pool, "bench_ours", "bench.full"),
                 broker.bootstrap,
                 "bench.full",
-                n,
+                full,
                 batch=5000,
                 lanes=lanes,
             )
             single = None
             if one_lane:
                 single_store = await open_store(pool, "bench_one_lane", "bench.full")
-                single = await consume_into(single_store, broker.bootstrap, "bench.full", n, batch=5000)
+                single = await consume_into(single_store, broker.bootstrap, "bench.full", full, batch=5000)
+            group = None
+            if processes > 1:
+                group = await group_rate(broker.bootstrap, dsn, "bench.full", full, processes, lanes)
+                # Split or not, the same log must give the same read models.
+                differ = {t: c for t, c in (await differences(pool, "bench_ours", _GROUP_SCHEMA)).items() if c}
+                print(f"{processes} processes against one: {differ or 'the same read models'}")
             naive = await consume_into(
-                await open_store(pool, "bench_naive", "bench.naive"), broker.bootstrap, "bench.naive", naive_n, batch=1
+                await open_store(pool, "bench_naive", "bench.naive"),
+                broker.bootstrap,
+                "bench.naive",
+                naive_sizes,
+                batch=1,
             )
             await open_store(pool, "bench_naive_durable", "bench.naive")  # migrate
             durable = Store(pool, "bench_naive_durable", RecordValidator(), "bench.naive", wait_for_flush=True)
-            naive_durable = await consume_into(durable, broker.bootstrap, "bench.naive", naive_n, batch=1)
+            naive_durable = await consume_into(durable, broker.bootstrap, "bench.naive", naive_sizes, batch=1)
         plat = PlatformSettings(kafka_bootstrap=broker.bootstrap, database_url=dsn, events_topic="bench.full")
         result = await rebuild(plat, ProjectorSettings(schema_name="bench_ours", metrics_port=0, commit_lanes=lanes))
         replay = result.events / result.seconds
@@ -191,12 +294,16 @@ async def main_async(server: str, n: int, naive_n: int, partitions: int, lanes: 
         print(f"{f'plyr-index ({lanes} commit lanes, a transaction per poll and lane)':<60}{ours:>10,.0f}")
         if single is not None:
             print(f"{'plyr-index (one commit lane)':<60}{single:>10,.0f}")
+        if group is not None:
+            print(f"{f'plyr-index, {processes} processes splitting the partitions':<60}{group:>10,.0f}")
         first = f"first {naive_n:,}"
         print(f"{'naive, async commit (a transaction per event, ' + first + ')':<60}{naive:>10,.0f}")
         print(f"{'naive, default durable commit (' + first + ')':<60}{naive_durable:>10,.0f}")
         print(f"{'replay (rebuild from offset 0 + swap)':<60}{replay:>10,.0f}")
         print(f"ratio plyr-index / naive with async commit: {ours / naive:.1f}x")
         print(f"ratio plyr-index / naive with durable commit: {ours / naive_durable:.1f}x")
+        if group is not None:
+            print(f"ratio {processes} processes / naive with async commit: {group / naive:.1f}x")
     finally:
         broker.stop()
 
@@ -209,6 +316,12 @@ def main() -> int:
     p.add_argument("--lanes", type=int, default=ProjectorSettings().commit_lanes, help="commit lanes")
     p.add_argument("--one-lane", action="store_true", help="also run plyr-index on a single commit lane")
     p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="also run plyr-index as this many processes splitting the partitions (one consumer group's members)",
+    )
+    p.add_argument(
         "--server",
         choices=("local", "write-heavy"),
         default="local",
@@ -219,7 +332,11 @@ def main() -> int:
     tune_for_batches()
 
     def run(server: str) -> None:
-        asyncio.run(main_async(server, args.events, args.naive_events, args.partitions, args.lanes, args.one_lane))
+        asyncio.run(
+            main_async(
+                server, args.events, args.naive_events, args.partitions, args.lanes, args.one_lane, args.processes
+            )
+        )
 
     if args.server == "local":
         run(ADMIN)

@@ -22,6 +22,7 @@ from runtime.settings import PlatformSettings
 from schemas.envelope import Event, ModerationAction
 from tests.fixtures import events as ev
 from tests.fixtures.processes import spawn_cli
+from tests.fixtures.read_models import TABLES
 
 pytestmark = pytest.mark.integration
 
@@ -270,18 +271,6 @@ def workload(n: int, seed: int) -> list[Event]:
     return out
 
 
-TABLES = {
-    "records": "did, collection, rkey, rev, state, cid",
-    "tracks": "uri, cid, title, duration, like_count, comment_count, indexed_at, sort_at",
-    "tracks_by_likes": "uri, like_count",
-    "likes": "uri, subject_uri",
-    "comments": "uri, text, timestamp_ms",
-    "lists": "uri, name, item_count",
-    "list_items": "list_uri, position, subject_uri",
-    "artists": "did, active, status, track_count, likes_received, total_duration",
-    # The change log as a multiset: seq and at depend on when and how batches committed.
-    "changes": "kind, did, uri, subject_uri, detail",
-}
 
 
 async def snapshot(
