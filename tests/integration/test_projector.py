@@ -271,8 +271,6 @@ def workload(n: int, seed: int) -> list[Event]:
     return out
 
 
-
-
 async def snapshot(
     pool: asyncpg.Pool, schema: str, tables: dict[str, str] | None = None
 ) -> dict[str, list[tuple[object, ...]]]:
