@@ -1,14 +1,16 @@
 """Projector benchmark: apply a log of mixed events from the broker into Postgres.
 
     python -m bench.projector_apply [--events N] [--naive-events M] [--partitions P] [--lanes L] [--one-lane]
-                                    [--server local|write-heavy]
+                                    [--processes K] [--server local|write-heavy]
 
 Builds a log of N mixed events (track creates/updates/deletes, likes, comments, lists, profiles,
 account changes) on a fresh topic of a tansu broker started here, then, side by side in the same run:
 - plyr-index: ``projector.store.Store`` fed by one consumer through the projector's
   ``CommitPipeline`` (batch N+1 prepared while batch N commits, on the projector's default number of
   commit lanes), one transaction per poll and lane (up to 5,000 events) with the offsets; with
-  ``--one-lane`` also on a single lane;
+  ``--one-lane`` also on a single lane; with ``--processes K`` also as K projector processes, each
+  given its share of the partitions (as the members of one consumer group), whose read models are
+  then compared with the one-process run's, table by table;
 - naive: the same SQL, committing each event in its own transaction (run over the first M events,
   since at its rate the whole log would take too long), once with plyr-index's asynchronous commit and
   once with Postgres' default durable commit (what a straightforward projector runs with);
