@@ -19,8 +19,9 @@ from runtime.settings import PlatformSettings
 from schemas.envelope import Event, ModerationAction
 from tests.fixtures import events as ev
 from tests.fixtures.api_server import serving
+from tests.fixtures.read_models import TABLES
 from tests.integration.test_operators import ADMIN, TOKEN, check_output, cli_env, run_cli, until
-from tests.integration.test_projector import TABLES, produce, projecting, settings, snapshot, uri, wait_applied
+from tests.integration.test_projector import produce, projecting, settings, snapshot, uri, wait_applied
 
 pytestmark = pytest.mark.integration
 
