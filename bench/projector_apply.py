@@ -114,16 +114,14 @@ async def produce(bootstrap: str, topic: str, events: list[Event], partitions: i
     )
     await producer.start()
     try:
-        futures = []
         counts = dict.fromkeys(range(partitions), 0)
-        for e in events:
-            futures.append(await producer.send(topic, encode(e), key=key_for(e.did)))
-            if len(futures) >= 20_000:
-                for sent in await asyncio.gather(*futures):
-                    counts[sent.partition] += 1
-                futures.clear()
-        for sent in await asyncio.gather(*futures):
-            counts[sent.partition] += 1
+        # Acknowledged 20,000 at a time, which bounds the sends in flight.
+        for first in range(0, len(events), 20_000):
+            futures = [
+                await producer.send(topic, encode(e), key=key_for(e.did)) for e in events[first : first + 20_000]
+            ]
+            for sent in await asyncio.gather(*futures):
+                counts[sent.partition] += 1
         return counts
     finally:
         await producer.stop()

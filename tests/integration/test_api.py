@@ -215,8 +215,8 @@ async def test_track_view_fields_and_features(world: World) -> None:
     # A hidden featured artist keeps only its DID; a visible one is resolved to its handle.
     assert track["features"] == [{"did": FAN, "handle": "fan.test"}, {"did": GONE}]
     assert track["streamUrl"].endswith(f"/stream/{ART}/{world.tracks['featured'][0].rsplit('/', 1)[1]}")
-    # Postgres builds the view: the record's values come back as they went in, absent ones left out,
-    # times as atproto datetimes (UTC, milliseconds, Z).
+    # The record's values come back as they went in, absent ones left out, times as atproto datetimes
+    # (UTC, milliseconds, Z), the keys in the view's order.
     assert {k: track[k] for k in FULL_TRACK if k != "createdAt"} == {
         k: v for k, v in FULL_TRACK.items() if k != "createdAt"
     }
