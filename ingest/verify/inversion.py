@@ -9,15 +9,16 @@ put ``prev`` back) and returns the root CID of the tree that results, which must
 Invariants:
 - Every node read is checked against the link it was reached by (sha2-256), so it is what the signed
   root vouches for.
-- Every node the inversion rewrites (its entries change, or it is split or merged), and the root, is
-  first held to the exact canonical form ``mst.encode_node`` writes (:meth:`_Node.check`): a link
+- Every node read in exactly the writer's form (the honest case: :func:`node_bytes.read_node`) is
+  held to that form and to the key rules as it is read. A node in another form takes the general
+  road (:func:`_decode_node`) and is held to the canonical form (:meth:`_Node.check`) when the
+  inversion rewrites it (its entries change, or it is split or merged), and so is the root: a link
   stored as a byte string, a non-minimal head, keys out of order or not maximally compressed are
-  refused as the strict walker refuses them. A node the inversion only passes through keeps its
-  bytes, with child links swapped for others of the same length; those bytes reappear in the
-  previous tree, whose root must be ``prevData``, the root the caller already holds. Such a node is
-  therefore as canonical as that tree, and checking it too would make the inversion a fifth slower
-  (about half of the nodes read are only passed through). With no root held, nothing vouches for the
-  parts of the tree the commit does not touch either.
+  refused as the strict walker refuses them. Such a node that the inversion only passes through
+  keeps its bytes, with child links swapped for others of the same length; those bytes reappear in
+  the previous tree, whose root must be ``prevData``, the root the caller already holds, so it is as
+  canonical as that tree. With no root held, nothing vouches for the parts of the tree the commit
+  does not touch either.
 - The edits keep the tree canonical (empty nodes dropped, the root trimmed to its highest key), so
   the result is the root of the previous key set whatever the order of the ops; ops are undone in the
   reference order anyway (deletes first, then by path), the order the slice was cut for.
@@ -26,14 +27,15 @@ Invariants:
   Recursion follows layers, which fall by one per level from at most 128, so it is bounded.
 
 Speed: a commit is verified on the ingest hot path, and reading a node through the strict codec
-(≈60 µs) and writing it back (≈45 µs) would cost more than the signature check. Nodes are read with
-libipld (≈1 µs; the node schema fixes which fields are links, so links coming back as bytes is no
-ambiguity), and a node that must be canonical is held to that form by
-:func:`node_bytes.is_canonical`, one compiled pattern that proves the bytes are what the writer
-writes for the fields read, leaving only the key checks; a node it does not cover is written back by
-:func:`node_bytes.encode_node`, a writer for this one fixed shape whose output is byte-for-byte
-``mst.encode_node``'s (tests hold it to that), and compared. A node passed through is not written at
-all: the new child link is swapped into its bytes, and so is an updated value.
+(≈60 µs) and writing it back (≈45 µs) would cost more than the signature check. A node is read by
+:func:`node_bytes.read_node`, a reader for this one fixed shape that accepts only the writer's exact
+bytes (≈2 µs a node compiled, every check included, where a libipld decode, a pattern match and
+the key checks took ≈10 µs). Where it gives no verdict the block is
+decoded by libipld (the node schema fixes which fields are links, so links coming back as bytes is
+no ambiguity) and, before any edit, written back by :func:`node_bytes.encode_node`, a writer whose
+output is byte-for-byte ``mst.encode_node``'s (tests hold it to that), and compared. A node passed
+through is not written at all: the new child link is swapped into its bytes, and so is an updated
+value.
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ from ingest.ipld.cid import CID, CIDError
 from ingest.messages import RepoOp
 from ingest.verify.mst import key_height
 from ingest.verify.node_bytes import encode_node as _encode_node
-from ingest.verify.node_bytes import is_canonical
 from ingest.verify.node_bytes import link as _link
 from ingest.verify.node_bytes import prefix_len as _prefix_len
+from ingest.verify.node_bytes import read_node
 
 
 class InversionFailure(StrEnum):
@@ -121,28 +123,26 @@ class _Node:
     def check(self) -> None:
         """Refuse a node read that is not exactly what ``mst.encode_node`` writes; once, before any edit.
 
-        The test is that writing the fields as read back gives the same bytes: the writer emits only
-        ``{"e": [{"k": bytes, "p": uint, "t": link|null, "v": link}...], "l": link|null}`` in canonical
-        form, so equal bytes mean the block is that shape, with links as tag-42 links (libipld returns
-        links and byte strings alike as bytes) and every head minimal. ``node_bytes.is_canonical``
-        gives that answer for the nodes it covers without writing anything (one compiled pattern);
-        the others are written back and compared. What writing back cannot see is checked after:
-        each prefix length within the key before (the first one 0), key order, maximal prefix
-        compression, UTF-8 keys.
+        Only a node of the general road (:func:`_decode_node`) is unchecked: ``read_node`` checked the
+        others as it read them. The test is that writing the fields as read back gives the same
+        bytes: the writer emits only ``{"e": [{"k": bytes, "p": uint, "t": link|null, "v": link}...],
+        "l": link|null}`` in canonical form, so equal bytes mean the block is that shape, with links as
+        tag-42 links (libipld returns links and byte strings alike as bytes) and every head minimal.
+        What writing back cannot see is checked after: each prefix length within the key before (the
+        first one 0), key order, maximal prefix compression, UTF-8 keys.
         """
         if not self.unchecked:
             return
         self.unchecked = False
         assert self.data is not None and self.read_cid is not None
         cid, keys, pres = self.read_cid, self.keys, self.pres
-        if not is_canonical(self.data, len(keys)):
-            links = [c.read_cid if isinstance(c, _Node) else c for c in self.subs]
-            try:
-                written = _encode_node(keys, self.vals, links, pres)
-            except (TypeError, IndexError, OverflowError) as err:
-                raise _malformed(cid, f"not an MST node: {err!r}") from err
-            if written != self.data:
-                raise _malformed(cid, "not an MST node in canonical form")
+        links = [c.read_cid if isinstance(c, _Node) else c for c in self.subs]
+        try:
+            written = _encode_node(keys, self.vals, links, pres)
+        except (TypeError, IndexError, OverflowError) as err:
+            raise _malformed(cid, f"not an MST node: {err!r}") from err
+        if written != self.data:
+            raise _malformed(cid, "not an MST node in canonical form")
         # The bytes matched, so every prefix length is a non-negative integer as written, and each key
         # is the key before cut to its prefix length plus its suffix.
         if pres and pres[0]:
@@ -274,7 +274,13 @@ class _Tree:
             raise InversionError(InversionFailure.MISSING_BLOCK, f"node {_name(cid)} is not in the slice")
         if cid[:4] != _NODE_CID_PREFIX or hashlib.sha256(data).digest() != cid[4:]:
             raise _malformed(cid, "the block does not hash to its dag-cbor sha2-256 link")
-        return _decode_node(cid, data)
+        fields = read_node(data)
+        if fields is None:
+            return _decode_node(cid, data)
+        keys, vals, links, pres = fields
+        node = _Node(keys, vals, list(links), pres, cid, data)
+        node.unchecked = False
+        return node
 
     def _loaded(self, sub: _Node | bytes) -> _Node:
         return sub if isinstance(sub, _Node) else self._load(sub)
