@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import live, status, stream
 from api.admin import AdminApi
 from api.backpressure import RETRY_AFTER, UNAVAILABLE_ERRORS, Backpressure
-from api.cache import TtlCache
+from api.cache import SharedAnswers, TtlCache
 from api.errors import XrpcError
 from api.limits import RequestLimits
 from api.queries import register_all
@@ -187,6 +187,7 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry
     app.state.stream_redirects = stream.stream_metrics(registry)
+    app.state.feed_answers = SharedAnswers[tuple[object, ...], tuple[bytes, str]](settings.feed_cache_seconds, 1_000)
     app.state.search_cache = TtlCache[tuple[object, ...], dict[str, object]](settings.search_cache_seconds, 10_000)
     # Innermost: a request the limits refused costs no slot in flight.
     app.add_middleware(

@@ -33,6 +33,10 @@ class ApiSettings(BaseSettings):
     cors_origins: CommaList = ()
     # /ready fails when the projector's newest applied event is older than this (seconds).
     ready_max_lag_seconds: float = Field(default=300.0, gt=0)
+    # How long a feed page (latest and top tracks, activity, the artists list, totals) may be served
+    # from memory, the same bytes for every client (0: never). A change shows in feeds this much later
+    # at most; a single track, artist or list is always read afresh.
+    feed_cache_seconds: float = Field(default=1.0, ge=0)
     # How long a search page may be served from memory (0: never).
     search_cache_seconds: float = Field(default=10.0, ge=0)
     # How often the vocabulary fuzzy search corrects words against is rebuilt from the read models

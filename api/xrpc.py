@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.params import Depends
 from fastapi.responses import Response
 
+from api.cache import SharedAnswers
 from api.errors import COMMON_STATUSES, InvalidRequest, openapi_errors
 from lexicons.validate import Catalog, Invalid, validate_value
 
@@ -172,16 +173,24 @@ def openapi_operation(nsid: str, definition: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _frozen(params: Params) -> tuple[object, ...]:
+    """The checked parameters as a key (defaults filled in, so an omitted one and its default agree)."""
+    return tuple((name, tuple(v) if isinstance(v, list) else v) for name, v in sorted(params.items()))
+
+
 def add_query(
     router: APIRouter,
     nsid: str,
     handler: Handler,
     cache: str | None = None,
     *,
+    feed: bool = False,
     dependencies: Sequence[Depends] = (),
     responses: dict[str, Any] | None = None,
 ) -> None:
     """Serve ``GET /xrpc/<nsid>`` with ``handler``; ``cache`` is the Cache-Control of a success;
+    ``feed`` marks a query every client asks in the same few forms (a feed's first pages, the
+    totals), whose answers are shared for ``API_FEED_CACHE_SECONDS`` (``app.state.feed_answers``);
     ``dependencies`` run first (the admin token), ``responses`` add to the OpenAPI answers."""
     definition = _main(nsid)
 
@@ -189,10 +198,19 @@ def add_query(
         raw: dict[str, list[str]] = {}
         for key, value in request.query_params.multi_items():
             raw.setdefault(key, []).append(value)
-        body = orjson.dumps(await handler(request, parse_params(definition, raw)))
-        # A strong validator of the exact bytes: a client (or CDN) revalidating gets a 304 when
-        # nothing it would see has changed.
-        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        params = parse_params(definition, raw)
+
+        async def answer() -> tuple[bytes, str]:
+            body = orjson.dumps(await handler(request, params))
+            # A strong validator of the exact bytes: a client (or CDN) revalidating gets a 304 when
+            # nothing it would see has changed.
+            return body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+        if feed:
+            answers: SharedAnswers[tuple[object, ...], tuple[bytes, str]] = request.app.state.feed_answers
+            body, etag = await answers.get((nsid, *_frozen(params)), answer)
+        else:
+            body, etag = await answer()
         headers = {"ETag": etag, "Cache-Control": cache or "no-cache"}
         if etag in (request.headers.get("if-none-match") or "").replace(" ", "").split(","):
             return Response(status_code=304, headers=headers)

@@ -11,7 +11,9 @@ omission). Mix: latest 25% (first page, or a page behind a cursor taken from ear
 (all time or this week), track 20%, artist 10%, album 10%, search 10%, stream 10% (HEAD, expects 307;
 skipped and said so when the app does not serve ``/stream``, its share going to the others).
 
-Side by side in the same run, over the same requests at the same rate:
+The API runs as deployed, its feed pages (latest, top) shared for API_FEED_CACHE_SECONDS. Side by
+side in the same run, over the same requests at the same rate:
+- nocache (``--paths`` must name it): the same API with that cache off, every page computed;
 - floor: the statements the API runs for each request, recorded by calling the API's own query
   handlers against a recording pool, replayed straight through asyncpg (a pool opened by
   ``api.app.open_pool``, so the same session settings) with no HTTP, routing or JSON;
@@ -90,12 +92,15 @@ def settings(public_url: str) -> ApiSettings:
     # One load generator is one client address: the per-client rate limit would measure itself. The
     # data does not change during a run, so the search vocabulary built before it (main_async) is not
     # rebuilt in the middle of one.
+    # The feed cache as deployed unless a path turns it off (PLYR_BENCH_API_FEED_CACHE, see api_path).
+    feed = os.environ.get("PLYR_BENCH_API_FEED_CACHE")
     return ApiSettings(
         schema_name=SCHEMA,
         public_url=public_url,
         trusted_cdn_origins=(CDN_ORIGIN,),
         rate_limit_per_second=0,
         search_words_refresh_seconds=10 * 365 * 86400,
+        feed_cache_seconds=ApiSettings.model_fields["feed_cache_seconds"].default if feed is None else float(feed),
     )
 
 
@@ -558,11 +563,16 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def api_process(dsn: str, workers: int) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
-    """uvicorn serving the API in a subprocess; yields its base URL once /health answers."""
+async def api_process(
+    dsn: str, workers: int, feed_cache: float | None = None
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """uvicorn serving the API in a subprocess (``feed_cache``: API_FEED_CACHE_SECONDS, None for the
+    default); yields its base URL once /health answers."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PLYR_BENCH_API_DSN": dsn, "PLYR_BENCH_API_URL": base}
+    if feed_cache is not None:
+        env["PLYR_BENCH_API_FEED_CACHE"] = str(feed_cache)
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "bench.api_mix:serve_app", "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
     proc = await asyncio.create_subprocess_exec(*cmd, env=env)
@@ -687,7 +697,9 @@ async def main_async(args: argparse.Namespace) -> str | None:
         print(f"recorded the statements of {len(plans):,} distinct requests in {time.perf_counter() - t:.0f} s")
     runs = []
     if "api" in args.paths:
-        runs.append(await api_path(dsn, args, reqs, warm))
+        runs.append(await api_path("api", dsn, args, reqs, warm))
+    if "nocache" in args.paths:
+        runs.append(await api_path("nocache", dsn, args, reqs, warm, feed_cache=0))
     if "floor" in args.paths:
         runs.append(await pool_path("floor", dsn, api, args, reqs, warm, plans))
     if "naive" in args.paths:
@@ -703,10 +715,12 @@ async def main_async(args: argparse.Namespace) -> str | None:
     return text
 
 
-async def api_path(dsn: str, args: argparse.Namespace, reqs: list[Req], warm: list[Req]) -> Run:
-    """The mix over HTTP against the API in its own process."""
+async def api_path(
+    name: str, dsn: str, args: argparse.Namespace, reqs: list[Req], warm: list[Req], feed_cache: float | None = None
+) -> Run:
+    """The mix over HTTP against the API in its own process (``feed_cache`` 0: feed pages not kept)."""
     async with (
-        api_process(dsn, args.workers) as (base, proc),
+        api_process(dsn, args.workers, feed_cache) as (base, proc),
         aiohttp.ClientSession(base, connector=aiohttp.TCPConnector(limit=args.connections)) as session,
     ):
 
@@ -719,7 +733,7 @@ async def api_path(dsn: str, args: argparse.Namespace, reqs: list[Req], warm: li
 
         await open_loop("warmup", warm, args.rate, call, args.drain)
         meter = CpuMeter(proc.pid if args.workers == 1 else None)
-        run = await open_loop("api", reqs, args.rate, call, args.drain)
+        run = await open_loop(name, reqs, args.rate, call, args.drain)
         run.cpu = meter.summary()
         return run
 
@@ -757,7 +771,11 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (plyr-index serve runs 1)")
     p.add_argument("--connections", type=int, default=64, help="HTTP keep-alive connections of the generator")
     p.add_argument("--drain", type=float, default=10.0, help="seconds to wait for answers after the last send")
-    p.add_argument("--paths", default="api,floor,naive", help="which of api,floor,naive to run")
+    p.add_argument(
+        "--paths",
+        default="api,floor,naive",
+        help="which of api,nocache (the API with its feed cache off),floor,naive to run",
+    )
     p.add_argument("--mix", default="", help=f"weights to change, e.g. search=0,track=30 (default {MIX})")
     p.add_argument("--reload", action="store_true", help="load the database again even if cached")
     p.add_argument("--explain", metavar="FILE", help="write EXPLAIN ANALYZE of the slowest request of each kind")

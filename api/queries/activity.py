@@ -75,4 +75,4 @@ async def get_activity(request: Request, p: Params) -> dict[str, Any]:
 
 def register(router: APIRouter) -> None:
     """Serve the activity feed."""
-    add_query(router, "fm.plyr.index.getActivity", get_activity)
+    add_query(router, "fm.plyr.index.getActivity", get_activity, feed=True)

@@ -79,5 +79,5 @@ def register(router: APIRouter) -> None:
     """Serve the artist queries."""
     add_query(router, _NS + "getArtist", get_artist)
     add_query(router, _NS + "getArtistLists", get_artist_lists)
-    add_query(router, _NS + "listArtists", list_artists)
+    add_query(router, _NS + "listArtists", list_artists, feed=True)
     add_query(router, _NS + "getActorLikes", get_actor_likes)

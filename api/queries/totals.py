@@ -22,4 +22,4 @@ async def get_totals(request: Request, p: Params) -> dict[str, Any]:
 
 def register(router: APIRouter) -> None:
     """Serve totals (cacheable for a few seconds: they move with every like)."""
-    add_query(router, "fm.plyr.index.getTotals", get_totals, cache="public, max-age=10")
+    add_query(router, "fm.plyr.index.getTotals", get_totals, cache="public, max-age=10", feed=True)

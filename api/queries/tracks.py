@@ -122,8 +122,8 @@ async def get_track_comments(request: Request, p: Params) -> dict[str, Any]:
 
 def register(router: APIRouter) -> None:
     """Serve the track queries."""
-    add_query(router, _NS + "getLatestTracks", get_latest_tracks)
-    add_query(router, _NS + "getTopTracks", get_top_tracks)
+    add_query(router, _NS + "getLatestTracks", get_latest_tracks, feed=True)
+    add_query(router, _NS + "getTopTracks", get_top_tracks, feed=True)
     add_query(router, _NS + "getTrack", get_track)
     add_query(router, _NS + "getTrackLikers", get_track_likers)
     add_query(router, _NS + "getTrackComments", get_track_comments)

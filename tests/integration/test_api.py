@@ -461,6 +461,41 @@ async def test_a_cursor_walk_is_exact_while_new_tracks_arrive(world: World) -> N
     assert seen == before
 
 
+async def test_feed_pages_are_shared_for_their_time_and_single_items_are_read_afresh(
+    world: World, database_url: str
+) -> None:
+    uri = at(ART, TRACK, rk("f", 1))
+    async with (
+        serving(database_url, SCHEMA, feed_cache_seconds=60) as base,
+        httpx.AsyncClient(base_url=base) as client,
+    ):
+        latest = "/xrpc/fm.plyr.index.getLatestTracks"
+        first = await client.get(latest)
+        assert first.status_code == 200
+        await world.pool.execute(
+            f"INSERT INTO {SCHEMA}.tracks (uri, did, rkey, cid, title, artist, file_type, created_at, sort_at)"
+            " VALUES ($1, $2, $3, $4, 'Fresh', 'Artist', 'mp3', now(), now())",
+            uri,
+            ART,
+            uri.rsplit("/", 1)[1],
+            world.tracks["song"][1],
+        )
+        try:
+            # The page as first computed, for every client, with the same validator.
+            again = await client.get(latest, params={"limit": "50"})  # the default, spelled out
+            assert again.content == first.content and again.headers["etag"] == first.headers["etag"]
+            assert uri not in again.text
+            # Another form of the query is its own answer; the track itself is read afresh.
+            other = await client.get(latest, params={"limit": "3"})
+            assert other.json()["tracks"][0]["uri"] == uri
+            assert (await client.get("/xrpc/fm.plyr.index.getTrack", params={"uri": uri})).status_code == 200
+            # Revalidation against the shared page still answers 304.
+            etag = first.headers["etag"]
+            assert (await client.get(latest, headers={"If-None-Match": etag})).status_code == 304
+        finally:
+            await world.pool.execute(f"DELETE FROM {SCHEMA}.tracks WHERE uri = $1", uri)
+
+
 async def test_track_views_stream_url_redirects_through_the_served_stream_route(world: World) -> None:
     # The redirect table itself is tested in test_stream.py; here: the app serves it at streamUrl.
     track = (await xrpc(world, "getTrack", uri=world.tracks["unicode"][0]))["track"]

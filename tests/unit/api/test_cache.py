@@ -1,12 +1,14 @@
-"""The TTL cache: expiry, size bound, off switch."""
+"""The TTL cache (expiry, size bound, off switch) and the shared answers built on it (one computation
+at a time per key, failures and cancellations not kept)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from api.cache import TtlCache
+from api.cache import SharedAnswers, TtlCache
 
 
 def test_entries_expire_are_bounded_and_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,3 +25,74 @@ def test_entries_expire_are_bounded_and_can_be_turned_off(monkeypatch: pytest.Mo
     off: TtlCache[str, int] = TtlCache(seconds=0, size=2)
     off.put("a", 1)
     assert off.get("a") is None
+
+
+class Source:
+    """Answers that count how often they were computed and finish when released."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.release = asyncio.Event()
+
+    async def answer(self) -> str:
+        self.calls += 1
+        await self.release.wait()
+        return f"answer {self.calls}"
+
+
+async def test_concurrent_requests_share_one_computation_then_its_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    answers: SharedAnswers[str, str] = SharedAnswers(seconds=1, size=10)
+    source = Source()
+    waiting = [asyncio.create_task(answers.get("latest", source.answer)) for _ in range(20)]
+    await asyncio.sleep(0)
+    source.release.set()
+    assert await asyncio.gather(*waiting) == ["answer 1"] * 20
+    assert await answers.get("latest", source.answer) == "answer 1"
+    assert source.calls == 1
+    assert await answers.get("top", source.answer) == "answer 2"  # another key is its own
+    now[0] += 1.5
+    assert await answers.get("latest", source.answer) == "answer 3"  # expired: computed afresh
+
+
+async def test_a_failure_reaches_the_waiting_requests_and_is_not_kept() -> None:
+    answers: SharedAnswers[str, str] = SharedAnswers(seconds=60, size=10)
+    gate = asyncio.Event()
+
+    async def failing() -> str:
+        await gate.wait()
+        raise LookupError("the database said no")
+
+    first = asyncio.create_task(answers.get("k", failing))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(answers.get("k", failing))
+    await asyncio.sleep(0)
+    gate.set()
+    for task in (first, second):
+        with pytest.raises(LookupError):
+            await task
+    source = Source()
+    source.release.set()
+    assert await answers.get("k", source.answer) == "answer 1"
+
+
+async def test_a_cancelled_computation_is_taken_over_by_a_waiting_request() -> None:
+    answers: SharedAnswers[str, str] = SharedAnswers(seconds=60, size=10)
+    source = Source()
+    leader = asyncio.create_task(answers.get("k", source.answer))
+    await asyncio.sleep(0)
+    follower = asyncio.create_task(answers.get("k", source.answer))
+    await asyncio.sleep(0)
+    leader.cancel()  # its client went away
+    await asyncio.sleep(0)
+    source.release.set()
+    assert await follower == "answer 2"
+    assert leader.cancelled()
+
+
+async def test_turned_off_every_request_computes() -> None:
+    answers: SharedAnswers[str, str] = SharedAnswers(seconds=0, size=10)
+    source = Source()
+    source.release.set()
+    assert [await answers.get("k", source.answer) for _ in range(3)] == ["answer 1", "answer 2", "answer 3"]
