@@ -1,9 +1,13 @@
 """Read-API benchmark: a realistic request mix at a fixed rate, against the asyncpg floor and a naive design.
 
     python -m bench.api_mix [--tracks N --artists N --likes N --lists N --rate R --seconds S]
+                            [--server local|in-memory]
 
 Loads (or reuses, see ``bench/api_load.py``) a read model in the database ``plyr_bench_api`` on the
-server of PLYR_BENCH_PG (default the local one), starts the real API (``api.app.create_app`` under
+server of PLYR_BENCH_PG (default the local one), or with ``--server in-memory`` on an embedded
+PostgreSQL whose shared buffers hold the whole database (``runtime.embedded_pg.IN_MEMORY``; its data
+directory is kept, so a later run reuses the load, and every relation of the schema is read into the
+buffers with pg_prewarm before the runs), then starts the real API (``api.app.create_app`` under
 uvicorn) in a subprocess, and drives it from this process with an open-loop generator: requests leave
 at fixed times (``rate`` per second) whatever the answers do, and each latency counts from the time the
 request was due, so a stall shows in the figures instead of slowing the generator (no coordinated
@@ -39,6 +43,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 from urllib.parse import urlencode
@@ -58,9 +63,12 @@ from api.stream import stream_metrics
 from api.xrpc import parse_params, query_lexicons
 from bench.api_load import CDN_ORIGIN, SCHEMA, Sizes, cached, database_url, load, upgrade
 from projector.ranking import WINDOWS, refresh_top_tracks
+from runtime.embedded_pg import IN_MEMORY, start_embedded
 from runtime.logging import configure
 
 ADMIN = os.environ.get("PLYR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+# The in-memory server's cluster (runtime.embedded_pg.data_directory maps it under /var/tmp as root).
+IN_MEMORY_DIR = Path.home() / ".cache" / "plyr-index" / "bench-api-pg"
 MIX = {"latest": 25, "top": 15, "track": 20, "artist": 10, "album": 10, "search": 10, "stream": 10}
 STREAM_ROUTE = "/stream/{did}/{rkey}"
 _NS = "fm.plyr.index."
@@ -655,20 +663,39 @@ async def explain(pool: asyncpg.Pool, run: Run, plans: dict[Req, Plan]) -> str:
     return "\n".join(out)
 
 
-async def main_async(args: argparse.Namespace) -> str | None:
-    """Load or reuse the database, run the paths, print the table; the EXPLAIN text when asked."""
+async def prewarm(dsn: str) -> None:
+    """Read every table and index of the benchmark schema into the server's shared buffers."""
+    t = time.perf_counter()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        blocks = await conn.fetchval(
+            "SELECT sum(pg_prewarm(c.oid::regclass)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = $1 AND c.relkind IN ('r', 'i', 'm')",
+            SCHEMA,
+        )
+    finally:
+        await conn.close()
+    print(f"prewarmed {blocks * 8 / 1024:,.0f} MB into shared buffers in {time.perf_counter() - t:.0f} s")
+
+
+async def main_async(args: argparse.Namespace, admin: str) -> str | None:
+    """Load or reuse the database on ``admin``'s server, run the paths, print the table; the EXPLAIN
+    text when asked."""
     sizes = Sizes(args.tracks, args.artists, args.likes, args.lists)
-    built = None if args.reload else await cached(ADMIN, sizes)
+    built = None if args.reload else await cached(admin, sizes)
     if built is None:
-        print(f"loading {sizes} into {database_url(ADMIN).rsplit('/', 1)[1]} ...", flush=True)
-        built = await load(ADMIN, sizes, lambda line: print("  " + line, flush=True))
+        print(f"loading {sizes} into {database_url(admin).rsplit('/', 1)[1]} ...", flush=True)
+        built = await load(admin, sizes, lambda line: print("  " + line, flush=True))
         print(f"loaded in {built:.0f} s")
     else:
         print(f"reusing the loaded database ({sizes}; it took {built:.0f} s to load)")
-        if applied := await upgrade(ADMIN):
+        if applied := await upgrade(admin):
             print(f"applied the migrations added since: {', '.join(applied)}")
-    dsn = database_url(ADMIN)
+    dsn = database_url(admin)
     api = settings("http://127.0.0.1")
+    if args.server == "in-memory":
+        await prewarm(dsn)
     mix, skipped = {k: v for k, v in {**MIX, **args.mix}.items() if v > 0}, None
     if "stream" in mix and not serves_stream(dsn):
         del mix["stream"]
@@ -778,6 +805,12 @@ def main() -> int:
     )
     p.add_argument("--mix", default="", help=f"weights to change, e.g. search=0,track=30 (default {MIX})")
     p.add_argument("--reload", action="store_true", help="load the database again even if cached")
+    p.add_argument(
+        "--server",
+        choices=("local", "in-memory"),
+        default="local",
+        help="the Postgres at PLYR_BENCH_PG, or an embedded one holding the database in shared buffers",
+    )
     p.add_argument("--explain", metavar="FILE", help="write EXPLAIN ANALYZE of the slowest request of each kind")
     args = p.parse_args()
     configure("WARNING", "json")  # the handlers called here log like the API does; only warnings matter
@@ -785,7 +818,15 @@ def main() -> int:
     args.mix = {k: int(v) for k, v in (part.split("=") for part in args.mix.split(",") if part)}
     if set(args.mix) - set(MIX):
         p.error(f"--mix: kinds are {', '.join(MIX)}")
-    plans = asyncio.run(main_async(args))
+    if args.server == "local":
+        plans = asyncio.run(main_async(args, ADMIN))
+    else:
+        embedded = start_embedded(IN_MEMORY_DIR, IN_MEMORY_DIR.with_suffix(".log"), IN_MEMORY)
+        try:
+            print(f"server: embedded PostgreSQL 18 with {', '.join(f'{k}={v}' for k, v in IN_MEMORY.items())}")
+            plans = asyncio.run(main_async(args, f"postgresql://postgres@127.0.0.1:{embedded.port}/postgres"))
+        finally:
+            embedded.stop()
     if plans is not None:
         with open(args.explain, "w") as out:
             out.write(plans)

@@ -117,6 +117,14 @@ def _read_link(data: bytes, i: int) -> bytes | None:
     return data[i + 5 : i + 41]
 
 
+def _read_optional_link(data: bytes, i: int) -> tuple[bytes | None, int]:
+    """A null or a link at ``i``: its CID (None for null) and the index after it, -1 if it is neither."""
+    if data[i] == 0xF6:
+        return None, i + 1
+    link = _read_link(data, i)
+    return link, (-1 if link is None else i + 41)
+
+
 def _read_uint(data: bytes, i: int, base: int) -> tuple[int, int]:
     """The argument of the head at ``i`` whose major type is ``base >> 5``, and the index after it.
 
@@ -166,14 +174,9 @@ def _read(data: bytes) -> Fields | None:
         key = previous[:p] + suffix if p else suffix
         if data[i] != 0x61 or data[i + 1] != 0x74:
             return None
-        right: bytes | None = None
-        if data[i + 2] == 0xF6:
-            i += 3
-        else:
-            right = _read_link(data, i + 2)
-            if right is None:
-                return None
-            i += 43
+        right, i = _read_optional_link(data, i + 2)
+        if i < 0:
+            return None
         if data[i] != 0x61 or data[i + 1] != 0x76:
             return None
         value = _read_link(data, i + 2)
@@ -187,14 +190,9 @@ def _read(data: bytes) -> Fields | None:
         previous = key
     if data[i] != 0x61 or data[i + 1] != 0x6C:
         return None
-    if data[i + 2] == 0xF6:
-        i += 3
-    else:
-        left = _read_link(data, i + 2)
-        if left is None:
-            return None
-        links[0] = left
-        i += 43
+    links[0], i = _read_optional_link(data, i + 2)
+    if i < 0:
+        return None
     if i != len(data):
         return None
     try:

@@ -434,6 +434,18 @@ async def test_activity_feed_shows_what_is_still_there_and_visible(world: World)
     assert await walk(world, "getActivity", "items", 4) == full
 
 
+async def add_track(w: World, uri: str) -> None:
+    """A newest track of ART written straight into the read model, as the projector would write it."""
+    await w.pool.execute(
+        f"INSERT INTO {SCHEMA}.tracks (uri, did, rkey, cid, title, artist, file_type, created_at, sort_at)"
+        " VALUES ($1, $2, $3, $4, 'New', 'Artist', 'mp3', now(), now())",
+        uri,
+        ART,
+        uri.rsplit("/", 1)[1],
+        w.tracks["song"][1],
+    )
+
+
 async def test_a_cursor_walk_is_exact_while_new_tracks_arrive(world: World) -> None:
     before = [t["uri"] for t in (await xrpc(world, "getLatestTracks", limit=100))["tracks"]]
     seen: list[str] = []
@@ -446,14 +458,7 @@ async def test_a_cursor_walk_is_exact_while_new_tracks_arrive(world: World) -> N
         # walk's position, so the pages still neither skip nor repeat.
         uri = at(ART, TRACK, rk("n", i))
         added.append(uri)
-        await world.pool.execute(
-            f"INSERT INTO {SCHEMA}.tracks (uri, did, rkey, cid, title, artist, file_type, created_at, sort_at)"
-            " VALUES ($1, $2, $3, $4, 'New', 'Artist', 'mp3', now(), now())",
-            uri,
-            ART,
-            uri.rsplit("/", 1)[1],
-            world.tracks["song"][1],
-        )
+        await add_track(world, uri)
         cursor = body.get("cursor")
         if cursor is None:
             break
@@ -472,14 +477,7 @@ async def test_feed_pages_are_shared_for_their_time_and_single_items_are_read_af
         latest = "/xrpc/fm.plyr.index.getLatestTracks"
         first = await client.get(latest)
         assert first.status_code == 200
-        await world.pool.execute(
-            f"INSERT INTO {SCHEMA}.tracks (uri, did, rkey, cid, title, artist, file_type, created_at, sort_at)"
-            " VALUES ($1, $2, $3, $4, 'Fresh', 'Artist', 'mp3', now(), now())",
-            uri,
-            ART,
-            uri.rsplit("/", 1)[1],
-            world.tracks["song"][1],
-        )
+        await add_track(world, uri)
         try:
             # The page as first computed, for every client, with the same validator.
             again = await client.get(latest, params={"limit": "50"})  # the default, spelled out
