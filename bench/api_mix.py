@@ -292,7 +292,9 @@ class Samples:
 
 async def sample(pool: asyncpg.Pool) -> Samples:
     """Visible tracks (the most liked and a uniform draw), artists, albums, names to search for."""
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
+        # Setup, not a request: the draw over a million rows may take longer than the API's timeout.
+        await conn.execute("SET LOCAL statement_timeout = 0")
         await conn.execute("SELECT setseed(0.42)")  # the same draw each run (over the same data)
         return await _sample(conn)
 
