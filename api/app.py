@@ -187,7 +187,9 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry
     app.state.stream_redirects = stream.stream_metrics(registry)
-    app.state.feed_answers = SharedAnswers[tuple[object, ...], tuple[bytes, str]](settings.feed_cache_seconds, 1_000)
+    # At most 256 pages of up to 100 tracks (some 25 MB): the pages asked most stay, as each is put
+    # again when it expires.
+    app.state.feed_answers = SharedAnswers[tuple[object, ...], tuple[bytes, str]](settings.feed_cache_seconds, 256)
     app.state.search_cache = TtlCache[tuple[object, ...], dict[str, object]](settings.search_cache_seconds, 10_000)
     # Innermost: a request the limits refused costs no slot in flight.
     app.add_middleware(
