@@ -187,8 +187,8 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry
     app.state.stream_redirects = stream.stream_metrics(registry)
-    # At most 256 pages of up to 100 tracks (some 25 MB): the pages asked most stay, as each is put
-    # again when it expires.
+    # At most 256 pages of up to 100 tracks (some 25 MB). A page asked often is put again each time
+    # it expires, so it stays unless more than 256 others are asked in between.
     app.state.feed_answers = SharedAnswers[tuple[object, ...], tuple[bytes, str]](settings.feed_cache_seconds, 256)
     app.state.search_cache = TtlCache[tuple[object, ...], dict[str, object]](settings.search_cache_seconds, 10_000)
     # Innermost: a request the limits refused costs no slot in flight.

@@ -68,19 +68,20 @@ class SharedAnswers(Generic[K, V]):
                 return await asyncio.shield(running)
             except asyncio.CancelledError:
                 # The request computing it was cancelled (its client left, its deadline passed): this
-                # one computes instead, unless it is itself the one cancelled.
-                if not running.cancelled():
+                # one computes instead, unless it is itself being cancelled too.
+                task = asyncio.current_task()
+                if not running.cancelled() or (task is not None and task.cancelling()):
                     raise
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._running[key] = future
         try:
             value = await compute()
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
         except Exception as err:
             future.set_exception(err)
             future.exception()  # retrieved: with nobody waiting, asyncio would log it as lost
+            raise
+        except BaseException:
+            future.cancel()  # cancelled, or the process is stopping: a waiting request computes instead
             raise
         finally:
             del self._running[key]

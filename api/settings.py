@@ -34,8 +34,9 @@ class ApiSettings(BaseSettings):
     # /ready fails when the projector's newest applied event is older than this (seconds).
     ready_max_lag_seconds: float = Field(default=300.0, gt=0)
     # How long a feed page (latest and top tracks, activity, the artists list, totals) may be served
-    # from memory, the same bytes for every client (0: never). A change shows in feeds this much later
-    # at most; a single track, artist or list is always read afresh.
+    # from memory after it was computed, the same bytes for every client (0: never). A change reaches
+    # feeds up to this much (plus the page's query time) later; a single track, artist or list is
+    # always read afresh.
     feed_cache_seconds: float = Field(default=1.0, ge=0)
     # How long a search page may be served from memory (0: never).
     search_cache_seconds: float = Field(default=10.0, ge=0)

@@ -3,8 +3,9 @@
 Owns :func:`encode_node`, which writes ``{"e": [{"k","p","t","v"}...], "l"}`` byte for byte as
 ``mst.encode_node`` does (tests hold it to that), and :func:`read_node`, which reads a node's fields
 only from bytes that are exactly what that writer writes for them, with the key rules the strict
-walker holds (order, maximal prefix compression, UTF-8); where it gives no verdict the caller
-decodes the node another way, writes the fields back and compares.
+walker holds (order, maximal prefix compression, UTF-8). Where it gives no verdict the inversion
+takes its general road: it decodes the node with libipld and, before it rewrites the node, writes
+the fields back and compares.
 
 Why a reader of our own: a commit is verified on the ingest hot path, and proving a node canonical
 by writing it back costs more than decoding it. The writer's form of this one fixed shape leaves a
@@ -90,8 +91,9 @@ def read_node(data: bytes) -> Fields | None:
 
     Returns the fields as the inversion reads them only when
     ``encode_node`` of them gives ``data`` back and the keys are in order, maximally prefix-compressed
-    and UTF-8 (what ``mst.decode_node`` demands). None is no verdict: a node in another form, or one
-    with a link that is not a sha2-256 CIDv1, is left to the general road (decode, write back, compare).
+    and UTF-8 (what ``mst.decode_node`` demands). None is no verdict: a node in another form, one
+    whose keys break those rules, or one with a link that is not a sha2-256 CIDv1 with a one-byte
+    codec, is left to the caller's general road.
     """
     try:
         return _read(data)
@@ -100,7 +102,8 @@ def read_node(data: bytes) -> Fields | None:
 
 
 def _read_link(data: bytes, i: int) -> bytes | None:
-    """The 36-byte CID of a link at ``i`` (tag 42, bytes(37), 0x00, CIDv1 sha2-256), or None."""
+    """The 36-byte CID of a link at ``i`` (tag 42, bytes(37), 0x00, CIDv1, a one-byte codec,
+    sha2-256), or None."""
     if (
         data[i] != 0xD8
         or data[i + 1] != 0x2A

@@ -96,3 +96,42 @@ async def test_turned_off_every_request_computes() -> None:
     source = Source()
     source.release.set()
     assert [await answers.get("k", source.answer) for _ in range(3)] == ["answer 1", "answer 2", "answer 3"]
+
+
+async def test_a_request_cancelled_with_the_computation_it_waits_for_stays_cancelled() -> None:
+    answers: SharedAnswers[str, str] = SharedAnswers(seconds=60, size=10)
+    source = Source()
+    leader = asyncio.create_task(answers.get("k", source.answer))
+    await asyncio.sleep(0)
+    follower = asyncio.create_task(answers.get("k", source.answer))
+    await asyncio.sleep(0)
+    source.release.set()  # were the follower to compute, it would finish: the test cannot hang
+    leader.cancel()
+    follower.cancel()  # its own deadline passed too: it must not go on to compute
+    await asyncio.gather(leader, follower, return_exceptions=True)
+    assert leader.cancelled() and follower.cancelled()
+    assert source.calls == 1
+
+
+class Stopping(BaseException):
+    """Neither an error nor a cancellation: what a stopping process may raise in a computation."""
+
+
+async def test_a_computation_ended_otherwise_is_taken_over_by_a_waiting_request() -> None:
+    answers: SharedAnswers[str, str] = SharedAnswers(seconds=60, size=10)
+    gate = asyncio.Event()
+
+    async def stopping() -> str:
+        await gate.wait()
+        raise Stopping
+
+    leader = asyncio.create_task(answers.get("k", stopping))
+    await asyncio.sleep(0)
+    source = Source()
+    source.release.set()
+    follower = asyncio.create_task(answers.get("k", source.answer))
+    await asyncio.sleep(0)
+    gate.set()
+    with pytest.raises(Stopping):
+        await leader
+    assert await asyncio.wait_for(follower, 5) == "answer 1"  # not left waiting for good

@@ -390,9 +390,8 @@ def test_a_subtree_link_that_is_not_a_cid_is_refused_with_its_reason() -> None:
 
 def test_prefix_lengths_are_held_to_the_key_before_where_a_node_is_rewritten() -> None:
     # A prefix length past the key before (or a first key's non-zero one) is in canonical byte form:
-    # node_bytes.read_node gives no verdict on it, and on the general road writing it back would
-    # differ (key[p:] is not the suffix read), so the key checks after it must refuse it, as
-    # mst.decode_node does.
+    # node_bytes.read_node gives no verdict on it, and on the general road writing it back differs
+    # (key[p:] is not the suffix read), so the node is refused there, as mst.decode_node refuses it.
     leaf = _value("leaf")
     first, second = _key_of_height(0, "fm.plyr.track/a"), _key_of_height(0, "fm.plyr.track/b")
     good = mst.build({first.decode(): leaf, second.decode(): leaf})
