@@ -77,13 +77,21 @@ async def test_a_failure_reaches_the_waiting_requests_and_is_not_kept() -> None:
     assert await answers.get("k", source.answer) == "answer 1"
 
 
-async def test_a_cancelled_computation_is_taken_over_by_a_waiting_request() -> None:
-    answers: SharedAnswers[str, str] = SharedAnswers(seconds=60, size=10)
-    source = Source()
+async def leader_and_follower(
+    answers: SharedAnswers[str, str], source: Source
+) -> tuple[asyncio.Task[str], asyncio.Task[str]]:
+    """A request computing key "k" and one waiting for it."""
     leader = asyncio.create_task(answers.get("k", source.answer))
     await asyncio.sleep(0)
     follower = asyncio.create_task(answers.get("k", source.answer))
     await asyncio.sleep(0)
+    return leader, follower
+
+
+async def test_a_cancelled_computation_is_taken_over_by_a_waiting_request() -> None:
+    answers: SharedAnswers[str, str] = SharedAnswers(seconds=60, size=10)
+    source = Source()
+    leader, follower = await leader_and_follower(answers, source)
     leader.cancel()  # its client went away
     await asyncio.sleep(0)
     source.release.set()
@@ -101,10 +109,7 @@ async def test_turned_off_every_request_computes() -> None:
 async def test_a_request_cancelled_with_the_computation_it_waits_for_stays_cancelled() -> None:
     answers: SharedAnswers[str, str] = SharedAnswers(seconds=60, size=10)
     source = Source()
-    leader = asyncio.create_task(answers.get("k", source.answer))
-    await asyncio.sleep(0)
-    follower = asyncio.create_task(answers.get("k", source.answer))
-    await asyncio.sleep(0)
+    leader, follower = await leader_and_follower(answers, source)
     source.release.set()  # were the follower to compute, it would finish: the test cannot hang
     leader.cancel()
     follower.cancel()  # its own deadline passed too: it must not go on to compute
