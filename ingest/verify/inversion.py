@@ -44,7 +44,7 @@ import hashlib
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Final
+from typing import Final, cast
 
 from libipld import decode_dag_cbor as _decode_dag_cbor
 
@@ -90,7 +90,8 @@ class _Node:
     values and the presence of its subtrees are unchanged, so only child links can differ and they are
     swapped into the bytes in place. ``pres`` are the keys' prefix lengths, kept up to date by each
     edit (computing them afresh for a whole node costs more than writing it).
-    ``unchecked`` is true for a node read but not yet held to the canonical form (:meth:`check`).
+    ``unchecked`` is true for a node read but not yet held to the canonical form (:meth:`check`);
+    ``checked`` says the reader has held it to that form already.
     ``opened`` are the indices of the subtrees read in place while ``data`` is kept.
     """
 
@@ -104,6 +105,8 @@ class _Node:
         pres: list[int],
         cid: bytes | None = None,
         data: bytes | None = None,
+        *,
+        checked: bool = False,
     ) -> None:
         self.keys = keys
         self.vals = vals
@@ -112,7 +115,7 @@ class _Node:
         self.read_cid = cid
         self.data = data
         self.pres = pres
-        self.unchecked = data is not None
+        self.unchecked = data is not None and not checked
         # Indices of the subtrees read in place (by _descend) while ``data`` is kept: the only links
         # sealing may have to swap, so it need not look at the others.
         self.opened: list[int] = []
@@ -278,9 +281,8 @@ class _Tree:
         if fields is None:
             return _decode_node(cid, data)
         keys, vals, links, pres = fields
-        node = _Node(keys, vals, list(links), pres, cid, data)
-        node.unchecked = False
-        return node
+        # The list is read_node's own, fresh: typed for the walk without a copy.
+        return _Node(keys, vals, cast("list[_Node | bytes | None]", links), pres, cid, data, checked=True)
 
     def _loaded(self, sub: _Node | bytes) -> _Node:
         return sub if isinstance(sub, _Node) else self._load(sub)

@@ -104,6 +104,8 @@ def read_node(data: bytes) -> Fields | None:
 def _read_link(data: bytes, i: int) -> bytes | None:
     """The 36-byte CID of a link at ``i`` (tag 42, bytes(37), 0x00, CIDv1, a one-byte codec,
     sha2-256), or None."""
+    # LINK_HEAD spelled out byte by byte: compiled, each index is a C comparison, while
+    # data.startswith(LINK_HEAD, i) is a Python-level call that made the whole reader twice as slow.
     if (
         data[i] != 0xD8
         or data[i + 1] != 0x2A
