@@ -112,6 +112,7 @@ def start_embedded(requested: Path, log_path: Path, settings: Mapping[str, str] 
     done = subprocess.run(_as_server_user(start), capture_output=True, check=False)
     if done.returncode != 0:
         raise ServiceError(f"embedded PostgreSQL did not start: see {server_log}")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.unlink(missing_ok=True)
     log_path.symlink_to(server_log)
     return EmbeddedPostgres(directory, port)
