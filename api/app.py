@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import live, status, stream
 from api.admin import AdminApi
 from api.backpressure import RETRY_AFTER, UNAVAILABLE_ERRORS, Backpressure
-from api.cache import SharedAnswers, TtlCache
+from api.cache import SharedAnswers
 from api.errors import XrpcError
 from api.limits import RequestLimits
 from api.queries import register_all
@@ -187,10 +187,17 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry
     app.state.stream_redirects = stream.stream_metrics(registry)
-    # At most 256 pages of up to 100 tracks (some 25 MB). A page asked often is put again each time
-    # it expires, so it stays unless more than 256 others are asked in between.
-    app.state.feed_answers = SharedAnswers[tuple[object, ...], tuple[bytes, str]](settings.feed_cache_seconds, 256)
-    app.state.search_cache = TtlCache[tuple[object, ...], dict[str, object]](settings.search_cache_seconds, 10_000)
+    # At most 256 feed pages of up to 100 tracks (some 25 MB) and 2,000 search pages (of 25 results
+    # by default: some 50 MB). A page asked often is put again each time it is recomputed, so it stays
+    # unless more than that many others are asked in between. A page recomputed in the background
+    # gets the time a request would have.
+    refresh = settings.request_timeout_seconds
+    app.state.feed_answers = SharedAnswers[tuple[object, ...], tuple[bytes, str]](
+        settings.feed_cache_seconds, 256, refresh_timeout=refresh
+    )
+    app.state.search_answers = SharedAnswers[tuple[object, ...], tuple[bytes, str]](
+        settings.search_cache_seconds, 2_000, refresh_timeout=refresh
+    )
     # Innermost: a request the limits refused costs no slot in flight.
     app.add_middleware(
         Backpressure,

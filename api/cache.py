@@ -8,8 +8,12 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from runtime.logging import get_logger
+
 K = TypeVar("K")
 V = TypeVar("V")
+
+log = get_logger("api.cache")
 
 
 class TtlCache(Generic[K, V]):
@@ -23,13 +27,19 @@ class TtlCache(Generic[K, V]):
 
     def get(self, key: K) -> V | None:
         """The live value for ``key``, or None."""
+        entry = self.get_with_time_left(key)
+        return None if entry is None else entry[0]
+
+    def get_with_time_left(self, key: K) -> tuple[V, float] | None:
+        """The live value for ``key`` and the seconds it has left, or None."""
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if entry[0] < time.monotonic():
+        left = entry[0] - time.monotonic()
+        if left < 0:
             del self._entries[key]
             return None
-        return entry[1]
+        return entry[1], left
 
     def put(self, key: K, value: V) -> None:
         """Keep ``value`` for ``key``."""
@@ -46,21 +56,33 @@ class SharedAnswers(Generic[K, V]):
     and computed once at a time: requests for a key being computed wait for that computation rather
     than each running it (a feed page's expiry under load would otherwise start as many queries as
     requests arrive in the time one takes). A failure is not kept: the requests waiting get it, the
-    next one computes afresh. ``seconds`` 0 turns it off (every request computes)."""
+    next one computes afresh. ``seconds`` 0 turns it off (every request computes).
 
-    def __init__(self, seconds: float, size: int) -> None:
+    An answer asked for once more than ``REFRESH_AT`` of its time is gone is still served, and one
+    computation in the background replaces it (bounded by ``refresh_timeout``): a page asked often
+    never makes a request wait for its recomputation, and no answer is served older than ``seconds``.
+    A background computation that fails leaves the kept answer to expire as it would have."""
+
+    REFRESH_AT = 0.75
+
+    def __init__(self, seconds: float, size: int, *, refresh_timeout: float = 10.0) -> None:
         self._seconds = seconds
+        self._refresh_timeout = refresh_timeout
         self._kept = TtlCache[K, V](seconds, size)
         self._running: dict[K, asyncio.Future[V]] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     async def get(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
         """The kept answer for ``key``, the one being computed, or ``compute()``'s."""
         if self._seconds <= 0:
             return await compute()
         while True:
-            kept = self._kept.get(key)
+            kept = self._kept.get_with_time_left(key)
             if kept is not None:
-                return kept
+                value, left = kept
+                if left < self._seconds * (1 - self.REFRESH_AT) and key not in self._running:
+                    self._refresh(key, compute)
+                return value
             running = self._running.get(key)
             if running is None:
                 break
@@ -72,8 +94,15 @@ class SharedAnswers(Generic[K, V]):
                 task = asyncio.current_task()
                 if not running.cancelled() or (task is not None and task.cancelling()):
                     raise
+        return await self._lead(key, self._claim(key), compute)
+
+    def _claim(self, key: K) -> asyncio.Future[V]:
+        # Claimed before any await, so no second computation of the key can start in between.
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._running[key] = future
+        return future
+
+    async def _lead(self, key: K, future: asyncio.Future[V], compute: Callable[[], Awaitable[V]]) -> V:
         try:
             value = await compute()
         except Exception as err:
@@ -88,3 +117,18 @@ class SharedAnswers(Generic[K, V]):
         self._kept.put(key, value)
         future.set_result(value)
         return value
+
+    def _refresh(self, key: K, compute: Callable[[], Awaitable[V]]) -> None:
+        future = self._claim(key)
+
+        async def run() -> None:
+            try:
+                async with asyncio.timeout(self._refresh_timeout):
+                    await self._lead(key, future, compute)
+            except Exception as err:  # the kept answer stays until it expires; the next request retries
+                log.warning("shared_answer_refresh_failed", error=type(err).__name__, detail=str(err)[:200])
+
+        task = asyncio.get_running_loop().create_task(run())
+        # The loop keeps only a weak reference to a task: held here until it is done.
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

@@ -38,7 +38,7 @@ class ApiSettings(BaseSettings):
     # feeds up to this much (plus the page's query time) later; a single track, artist or list is
     # always read afresh.
     feed_cache_seconds: float = Field(default=1.0, ge=0)
-    # How long a search page may be served from memory (0: never).
+    # How long a search page may be served from memory (0: never); shared like a feed page.
     search_cache_seconds: float = Field(default=10.0, ge=0)
     # How often the vocabulary fuzzy search corrects words against is rebuilt from the read models
     # (one replica does it per interval; a word indexed since is matched as typed, not corrected).

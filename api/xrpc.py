@@ -178,19 +178,26 @@ def _frozen(params: Params) -> tuple[object, ...]:
     return tuple((name, tuple(v) if isinstance(v, list) else v) for name, v in sorted(params.items()))
 
 
+# The app.state attributes holding answers shared between requests (api/app.py): the feed pages, kept
+# for API_FEED_CACHE_SECONDS, and the search pages, kept for API_SEARCH_CACHE_SECONDS. Answers are
+# kept as the response's bytes: nothing the collector has to walk, nothing to serialise again.
+FEED_ANSWERS = "feed_answers"
+SEARCH_ANSWERS = "search_answers"
+
+
 def add_query(
     router: APIRouter,
     nsid: str,
     handler: Handler,
     cache: str | None = None,
     *,
-    feed: bool = False,
+    shared: str | None = None,
     dependencies: Sequence[Depends] = (),
     responses: dict[str, Any] | None = None,
 ) -> None:
     """Serve ``GET /xrpc/<nsid>`` with ``handler``; ``cache`` is the Cache-Control of a success;
-    ``feed`` marks a query every client asks in the same few forms (a feed's first pages, the
-    totals), whose answers are shared for ``API_FEED_CACHE_SECONDS`` (``app.state.feed_answers``);
+    ``shared`` names the ``SharedAnswers`` of ``app.state`` (``FEED_ANSWERS``, ``SEARCH_ANSWERS``) for a
+    query every client asks in the same few forms (a feed's first pages, the totals, common searches);
     ``dependencies`` run first (the admin token), ``responses`` add to the OpenAPI answers."""
     definition = _main(nsid)
 
@@ -206,8 +213,8 @@ def add_query(
             # nothing it would see has changed.
             return body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
-        if feed:
-            answers: SharedAnswers[tuple[object, ...], tuple[bytes, str]] = request.app.state.feed_answers
+        if shared is not None:
+            answers: SharedAnswers[tuple[object, ...], tuple[bytes, str]] = getattr(request.app.state, shared)
             body, etag = await answers.get((nsid, *_frozen(params)), answer)
         else:
             body, etag = await answer()

@@ -54,7 +54,6 @@ from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry
 
 from api.app import create_app, open_pool
-from api.cache import TtlCache
 from api.queries import artists, lists, search, tracks
 from api.search_words import rebuild
 from api.settings import ApiSettings
@@ -183,12 +182,10 @@ _HANDLERS = {
 async def record(pool: asyncpg.Pool, api: ApiSettings, req: Req, sources: Any) -> tuple[Plan, Any]:
     """The statements the API runs for ``req`` (through its own handler), and the handler's answer."""
     recorder = Recorder(pool)
-    # No search cache while recording: the floor replays every distinct request's own statements.
     state = SimpleNamespace(
         pool=recorder,
         settings=api,
         audio_sources=sources,
-        search_cache=TtlCache(0, 1),
         stream_redirects=stream_metrics(CollectorRegistry()),
     )
     request = cast(Request, SimpleNamespace(app=SimpleNamespace(state=state)))

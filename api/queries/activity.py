@@ -12,7 +12,7 @@ from api import views
 from api.cursor import decode
 from api.queries.common import ctx, page, track_views, with_cursor
 from api.sql import LIST_COLUMNS, LISTS, TRACK_COLUMNS, TRACKS, visible
-from api.xrpc import Params, add_query
+from api.xrpc import FEED_ANSWERS, Params, add_query
 
 _TRACK_OK = f"EXISTS (SELECT 1 FROM {TRACKS} WHERE t.uri = {{}})"
 _LIST_OK = f"EXISTS (SELECT 1 FROM {LISTS} WHERE l.uri = ch.uri)"
@@ -75,4 +75,4 @@ async def get_activity(request: Request, p: Params) -> dict[str, Any]:
 
 def register(router: APIRouter) -> None:
     """Serve the activity feed."""
-    add_query(router, "fm.plyr.index.getActivity", get_activity, feed=True)
+    add_query(router, "fm.plyr.index.getActivity", get_activity, shared=FEED_ANSWERS)

@@ -11,7 +11,7 @@ from api import views
 from api.cursor import decode
 from api.queries.common import Where, ctx, page, resolve_actor, track_views, with_cursor
 from api.sql import ARTIST_COLUMNS, LIST_COLUMNS, LISTS, TRACK_COLUMNS, TRACKS
-from api.xrpc import Params, add_query
+from api.xrpc import FEED_ANSWERS, Params, add_query
 
 _NS = "fm.plyr.index."
 
@@ -79,5 +79,5 @@ def register(router: APIRouter) -> None:
     """Serve the artist queries."""
     add_query(router, _NS + "getArtist", get_artist)
     add_query(router, _NS + "getArtistLists", get_artist_lists)
-    add_query(router, _NS + "listArtists", list_artists, feed=True)
+    add_query(router, _NS + "listArtists", list_artists, shared=FEED_ANSWERS)
     add_query(router, _NS + "getActorLikes", get_actor_likes)

@@ -30,12 +30,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from api import spelling, views
-from api.cache import TtlCache
 from api.cursor import Int32, decode
 from api.errors import InvalidRequest
-from api.queries.common import ctx, page, track_views, with_cursor
+from api.queries.common import Ctx, ctx, page, track_views, with_cursor
 from api.sql import ARTIST_COLUMNS, LIST_COLUMNS, LISTS, TRACK_COLUMNS, TRACKS
-from api.xrpc import Params, add_query
+from api.xrpc import SEARCH_ANSWERS, Params, add_query
 
 _MATCH = ("exact", "prefix", "substring", "fuzzy")
 _SUBSTRING = _MATCH.index("substring")
@@ -152,22 +151,16 @@ async def _corrected(conn: Any, norm: str) -> list[str]:
     return [phrase for _, phrase in spelling.phrases(norm, spellings, _PHRASES, _PHRASE_FLOOR)]
 
 
+async def _rows(c: Ctx, sql: str, by_kind: dict[str, list[str]], *kinds: str) -> list[Any]:
+    """The rows of the page's keys of ``kinds`` (no round trip for kinds the page lacks)."""
+    keys = [key for kind in kinds for key in by_kind.get(kind, [])]
+    return list(await c.pool.fetch(sql, keys)) if keys else []
+
+
 async def search(request: Request, p: Params) -> dict[str, Any]:
     q = normalize_query(p["q"])
     if not q:
         raise InvalidRequest("q is empty once quotes and spaces are removed")
-    # Searches repeat (a few words make most of the traffic) and each costs Postgres far more than any
-    # other query: the same page is answered from memory for API_SEARCH_CACHE_SECONDS.
-    cache: TtlCache[tuple[Any, ...], dict[str, Any]] = request.app.state.search_cache
-    key = (q.casefold(), p["type"], p["limit"], p["cursor"])
-    cached = cache.get(key)
-    if cached is None:
-        cached = await _search(request, p, q)
-        cache.put(key, cached)
-    return cached
-
-
-async def _search(request: Request, p: Params, q: str) -> dict[str, Any]:
     c = ctx(request)
     kinds = [p["type"]] if p["type"] is not None else list(_SOURCES)
     after = decode("search", p["cursor"], (Int32, float, str, str))
@@ -185,8 +178,8 @@ async def _search(request: Request, p: Params, q: str) -> dict[str, Any]:
         # computes similarity for a million titles when matches turn out rare. The substring class is
         # planned per query (whether to walk the ordered index or build the trigram bitmap depends on
         # the text); the others keep their cached plans, whose shape never depends on it.
-        await conn.execute("SET LOCAL enable_seqscan = off")
-        norm = await conn.fetchval("SELECT search_norm($1)", q)
+        # (set in the same round trip as the query is normalized)
+        norm = await conn.fetchval("SELECT search_norm($1) FROM set_config('enable_seqscan', 'off', true)", q)
         args = (norm, _like_escape(norm), _above_prefixes(norm))
         # Classes in rank order, each only if the page is not full yet (and none before the cursor's).
         for klass in range(first, classes):
@@ -222,21 +215,12 @@ async def _search(request: Request, p: Params, q: str) -> dict[str, Any]:
     by_kind: dict[str, list[str]] = {}
     for r in shown:
         by_kind.setdefault(r["kind"], []).append(r["key"])
-    track_rows = await c.pool.fetch(
-        f"SELECT {TRACK_COLUMNS} FROM {TRACKS} WHERE t.uri = ANY($1)", by_kind.get("track", [])
-    )
+    track_rows = await _rows(c, f"SELECT {TRACK_COLUMNS} FROM {TRACKS} WHERE t.uri = ANY($1)", by_kind, "track")
     tracks = dict(zip((r["uri"] for r in track_rows), await track_views(c, track_rows), strict=True))
-    artists = {
-        r["did"]: views.artist_view(r)
-        for r in await c.pool.fetch(
-            f"SELECT {ARTIST_COLUMNS} FROM artists a WHERE a.did = ANY($1)", by_kind.get("artist", [])
-        )
-    }
-    list_keys = by_kind.get("album", []) + by_kind.get("playlist", [])
-    lists = {
-        r["uri"]: views.list_view(r)
-        for r in await c.pool.fetch(f"SELECT {LIST_COLUMNS} FROM {LISTS} WHERE l.uri = ANY($1)", list_keys)
-    }
+    artist_sql = f"SELECT {ARTIST_COLUMNS} FROM artists a WHERE a.did = ANY($1)"
+    artists = {r["did"]: views.artist_view(r) for r in await _rows(c, artist_sql, by_kind, "artist")}
+    list_sql = f"SELECT {LIST_COLUMNS} FROM {LISTS} WHERE l.uri = ANY($1)"
+    lists = {r["uri"]: views.list_view(r) for r in await _rows(c, list_sql, by_kind, "album", "playlist")}
     results = []
     for r in shown:
         result: dict[str, Any] = {"type": r["kind"], "match": _MATCH[r["class"]]}
@@ -254,4 +238,7 @@ async def _search(request: Request, p: Params, q: str) -> dict[str, Any]:
 
 def register(router: APIRouter) -> None:
     """Serve search."""
-    add_query(router, "fm.plyr.index.search", search)
+    # Searches repeat (a few words make most of the traffic) and each costs Postgres far more than any
+    # other query: a page is shared for API_SEARCH_CACHE_SECONDS, computed once at a time, and one
+    # asked again is recomputed before it expires (api/cache.py).
+    add_query(router, "fm.plyr.index.search", search, shared=SEARCH_ANSWERS)

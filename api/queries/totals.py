@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from api.queries.common import ctx
-from api.xrpc import Params, add_query
+from api.xrpc import FEED_ANSWERS, Params, add_query
 
 
 async def get_totals(request: Request, p: Params) -> dict[str, Any]:
@@ -22,4 +22,4 @@ async def get_totals(request: Request, p: Params) -> dict[str, Any]:
 
 def register(router: APIRouter) -> None:
     """Serve totals (cacheable for a few seconds: they move with every like)."""
-    add_query(router, "fm.plyr.index.getTotals", get_totals, cache="public, max-age=10", feed=True)
+    add_query(router, "fm.plyr.index.getTotals", get_totals, cache="public, max-age=10", shared=FEED_ANSWERS)

@@ -12,7 +12,7 @@ from api.cursor import Int32, decode
 from api.errors import NotFound
 from api.queries.common import Where, ctx, page, resolve_actor, track_views, with_cursor
 from api.sql import TRACK_COLUMNS, TRACKS, visible
-from api.xrpc import Params, add_query
+from api.xrpc import FEED_ANSWERS, Params, add_query
 
 _NS = "fm.plyr.index."
 
@@ -122,8 +122,8 @@ async def get_track_comments(request: Request, p: Params) -> dict[str, Any]:
 
 def register(router: APIRouter) -> None:
     """Serve the track queries."""
-    add_query(router, _NS + "getLatestTracks", get_latest_tracks, feed=True)
-    add_query(router, _NS + "getTopTracks", get_top_tracks, feed=True)
+    add_query(router, _NS + "getLatestTracks", get_latest_tracks, shared=FEED_ANSWERS)
+    add_query(router, _NS + "getTopTracks", get_top_tracks, shared=FEED_ANSWERS)
     add_query(router, _NS + "getTrack", get_track)
     add_query(router, _NS + "getTrackLikers", get_track_likers)
     add_query(router, _NS + "getTrackComments", get_track_comments)

@@ -494,6 +494,27 @@ async def test_feed_pages_are_shared_for_their_time_and_single_items_are_read_af
             await world.pool.execute(f"DELETE FROM {SCHEMA}.tracks WHERE uri = $1", uri)
 
 
+async def test_search_pages_are_shared_for_their_time(world: World, database_url: str) -> None:
+    uri = at(ART, TRACK, rk("s", 1))
+    async with (
+        serving(database_url, SCHEMA, search_cache_seconds=1) as base,
+        httpx.AsyncClient(base_url=base) as client,
+    ):
+        search = "/xrpc/fm.plyr.index.search"
+        first = await client.get(search, params={"q": "new", "type": "track"})
+        assert first.status_code == 200 and uri not in first.text
+        await add_track(world, uri)  # titled "New"
+        try:
+            again = await client.get(search, params={"q": "new", "type": "track", "limit": "50"})
+            assert again.content == first.content and again.headers["etag"] == first.headers["etag"]
+            # Kept no longer than its time: then the page is computed again, and has the track.
+            await asyncio.sleep(1.1)
+            later = await client.get(search, params={"q": "new", "type": "track"})
+            assert [r["track"]["uri"] for r in later.json()["results"]][:1] == [uri]
+        finally:
+            await world.pool.execute(f"DELETE FROM {SCHEMA}.tracks WHERE uri = $1", uri)
+
+
 async def test_track_views_stream_url_redirects_through_the_served_stream_route(world: World) -> None:
     # The redirect table itself is tested in test_stream.py; here: the app serves it at streamUrl.
     track = (await xrpc(world, "getTrack", uri=world.tracks["unicode"][0]))["track"]

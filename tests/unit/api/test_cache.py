@@ -1,5 +1,5 @@
 """The TTL cache (expiry, size bound, off switch) and the shared answers built on it (one computation
-at a time per key, failures and cancellations not kept)."""
+at a time per key, failures and cancellations not kept, recomputed in the background when asked late)."""
 
 from __future__ import annotations
 
@@ -140,3 +140,73 @@ async def test_a_computation_ended_otherwise_is_taken_over_by_a_waiting_request(
     with pytest.raises(Stopping):
         await leader
     assert await asyncio.wait_for(follower, 5) == "answer 1"  # not left waiting for good
+
+
+async def test_an_answer_asked_late_is_served_while_one_computation_replaces_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    answers: SharedAnswers[str, str] = SharedAnswers(seconds=1, size=10)
+    source = Source()
+    source.release.set()
+    assert await answers.get("k", source.answer) == "answer 1"
+    now[0] += 0.5  # before the refresh point: nothing recomputed
+    assert await answers.get("k", source.answer) == "answer 1"
+    assert source.calls == 1
+    source.release.clear()
+    now[0] += 0.3  # past it: the kept answer at once, and one computation behind it
+    assert [await answers.get("k", source.answer) for _ in range(5)] == ["answer 1"] * 5
+    await asyncio.sleep(0)
+    assert source.calls == 2
+    now[0] += 0.3  # the kept answer expires while the background computation runs: requests wait for it
+    waiting = asyncio.create_task(answers.get("k", source.answer))
+    await asyncio.sleep(0)
+    source.release.set()
+    assert await waiting == "answer 2"
+    assert await answers.get("k", source.answer) == "answer 2"
+    assert source.calls == 2
+
+
+async def test_a_failed_background_computation_leaves_the_answer_to_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    answers: SharedAnswers[str, str] = SharedAnswers(seconds=1, size=10)
+    source = Source()
+    source.release.set()
+    assert await answers.get("k", source.answer) == "answer 1"
+    failures = 0
+
+    async def failing() -> str:
+        nonlocal failures
+        failures += 1
+        raise LookupError("the database said no")
+
+    now[0] += 0.9
+    assert await answers.get("k", failing) == "answer 1"
+    await asyncio.sleep(0)
+    assert failures == 1
+    assert await answers.get("k", failing) == "answer 1"  # kept; a later request tries again
+    await asyncio.sleep(0)
+    assert failures == 2
+    now[0] += 0.2  # expired: computed by the request itself
+    assert await answers.get("k", source.answer) == "answer 2"
+
+
+async def test_a_background_computation_past_its_timeout_gives_way() -> None:
+    answers: SharedAnswers[str, str] = SharedAnswers(seconds=0.2, size=10, refresh_timeout=0.05)
+    source = Source()
+    source.release.set()
+    assert await answers.get("k", source.answer) == "answer 1"
+    hung = asyncio.Event()
+
+    async def never() -> str:
+        hung.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    await asyncio.sleep(0.17)
+    assert await answers.get("k", never) == "answer 1"
+    await asyncio.wait_for(hung.wait(), 1)
+    await asyncio.sleep(0.1)  # timed out, and the answer expired meanwhile
+    assert await asyncio.wait_for(answers.get("k", source.answer), 1) == "answer 2"
