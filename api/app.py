@@ -175,7 +175,11 @@ def create_app(
             gc.collect()
             gc.freeze()
             log.info("api_start", schema=settings.schema_name, admin=admin is not None)
-            yield
+            try:
+                yield
+            finally:
+                await app.state.feed_answers.aclose()
+                await app.state.search_answers.aclose()
 
     app = FastAPI(
         title="plyr-index",

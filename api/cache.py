@@ -96,6 +96,12 @@ class SharedAnswers(Generic[K, V]):
                     raise
         return await self._lead(key, self._claim(key), compute)
 
+    async def aclose(self) -> None:
+        """Cancel the background computations (the app is stopping: its pool is about to close)."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
     def _claim(self, key: K) -> asyncio.Future[V]:
         # Claimed before any await, so no second computation of the key can start in between.
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()

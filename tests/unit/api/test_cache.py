@@ -210,3 +210,21 @@ async def test_a_background_computation_past_its_timeout_gives_way() -> None:
     await asyncio.wait_for(hung.wait(), 1)
     await asyncio.sleep(0.1)  # timed out, and the answer expired meanwhile
     assert await asyncio.wait_for(answers.get("k", source.answer), 1) == "answer 2"
+
+
+async def test_closing_cancels_the_background_computations(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    answers: SharedAnswers[str, str] = SharedAnswers(seconds=1, size=10)
+    source = Source()
+    source.release.set()
+    await answers.get("k", source.answer)
+    source.release.clear()
+    now[0] += 0.9
+    assert await answers.get("k", source.answer) == "answer 1"
+    await asyncio.sleep(0)
+    assert source.calls == 2  # running, and would wait for ever
+    await asyncio.wait_for(answers.aclose(), 1)
+    source.release.set()
+    now[0] += 0.2  # expired: nothing left running, so the request computes
+    assert await answers.get("k", source.answer) == "answer 3"
