@@ -142,15 +142,21 @@ async def test_a_computation_ended_otherwise_is_taken_over_by_a_waiting_request(
     assert await asyncio.wait_for(follower, 5) == "answer 1"  # not left waiting for good
 
 
-async def test_an_answer_asked_late_is_served_while_one_computation_replaces_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def kept_once(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], SharedAnswers[str, str], Source]:
+    """A clock to move by hand, and key "k" computed once ("answer 1") and kept for a second."""
     now = [100.0]
     monkeypatch.setattr(time, "monotonic", lambda: now[0])
     answers: SharedAnswers[str, str] = SharedAnswers(seconds=1, size=10)
     source = Source()
     source.release.set()
     assert await answers.get("k", source.answer) == "answer 1"
+    return now, answers, source
+
+
+async def test_an_answer_asked_late_is_served_while_one_computation_replaces_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now, answers, source = await kept_once(monkeypatch)
     now[0] += 0.5  # before the refresh point: nothing recomputed
     assert await answers.get("k", source.answer) == "answer 1"
     assert source.calls == 1
@@ -169,12 +175,7 @@ async def test_an_answer_asked_late_is_served_while_one_computation_replaces_it(
 
 
 async def test_a_failed_background_computation_leaves_the_answer_to_expire(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [100.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
-    answers: SharedAnswers[str, str] = SharedAnswers(seconds=1, size=10)
-    source = Source()
-    source.release.set()
-    assert await answers.get("k", source.answer) == "answer 1"
+    now, answers, source = await kept_once(monkeypatch)
     failures = 0
 
     async def failing() -> str:
@@ -213,12 +214,7 @@ async def test_a_background_computation_past_its_timeout_gives_way() -> None:
 
 
 async def test_closing_cancels_the_background_computations(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [100.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
-    answers: SharedAnswers[str, str] = SharedAnswers(seconds=1, size=10)
-    source = Source()
-    source.release.set()
-    await answers.get("k", source.answer)
+    now, answers, source = await kept_once(monkeypatch)
     source.release.clear()
     now[0] += 0.9
     assert await answers.get("k", source.answer) == "answer 1"
