@@ -191,16 +191,17 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry
     app.state.stream_redirects = stream.stream_metrics(registry)
-    # At most 256 feed pages of up to 100 tracks (some 25 MB) and 2,000 search pages (of 25 results
-    # by default: some 50 MB). A page asked often is put again each time it is recomputed, so it stays
-    # unless more than that many others are asked in between. A page recomputed in the background
-    # gets the time a request would have.
-    refresh = settings.request_timeout_seconds
+    # At most 256 feed pages of up to 100 tracks (some 25 MB) and 2,000 search pages (24 KB each at
+    # the default 50 results in the benchmark's mix: some 50 MB; about 100 MB if every page held 100). A
+    # page asked often is put again each time it is recomputed, so it stays unless more than that many
+    # others are asked in between. A page recomputed in the background gets the time a request would
+    # have, and such computations take at most half the pool between them.
+    timeout, most = settings.request_timeout_seconds, max(1, settings.pool_max // 2)
     app.state.feed_answers = SharedAnswers[tuple[object, ...], tuple[bytes, str]](
-        settings.feed_cache_seconds, 256, refresh_timeout=refresh
+        settings.feed_cache_seconds, 256, refresh_timeout=timeout, max_refreshing=most
     )
     app.state.search_answers = SharedAnswers[tuple[object, ...], tuple[bytes, str]](
-        settings.search_cache_seconds, 2_000, refresh_timeout=refresh
+        settings.search_cache_seconds, 2_000, refresh_timeout=timeout, max_refreshing=most
     )
     # Innermost: a request the limits refused costs no slot in flight.
     app.add_middleware(

@@ -61,13 +61,17 @@ class SharedAnswers(Generic[K, V]):
     An answer asked for once more than ``REFRESH_AT`` of its time is gone is still served, and one
     computation in the background replaces it (bounded by ``refresh_timeout``): a page asked often
     never makes a request wait for its recomputation, and no answer is served older than ``seconds``.
-    A background computation that fails leaves the kept answer to expire as it would have."""
+    A background computation that fails leaves the kept answer to expire as it would have. At most
+    ``max_refreshing`` run at once (they hold database connections outside the requests' in-flight
+    limit, and pages computed in one burst come due in one); past that an answer is served as it is,
+    and recomputed by a request once it expires."""
 
     REFRESH_AT = 0.75
 
-    def __init__(self, seconds: float, size: int, *, refresh_timeout: float = 10.0) -> None:
+    def __init__(self, seconds: float, size: int, *, refresh_timeout: float = 10.0, max_refreshing: int = 4) -> None:
         self._seconds = seconds
         self._refresh_timeout = refresh_timeout
+        self._max_refreshing = max_refreshing
         self._kept = TtlCache[K, V](seconds, size)
         self._running: dict[K, asyncio.Future[V]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -80,7 +84,8 @@ class SharedAnswers(Generic[K, V]):
             kept = self._kept.get_with_time_left(key)
             if kept is not None:
                 value, left = kept
-                if left < self._seconds * (1 - self.REFRESH_AT) and key not in self._running:
+                late = left < self._seconds * (1 - self.REFRESH_AT)
+                if late and key not in self._running and len(self._background) < self._max_refreshing:
                     self._refresh(key, compute)
                 return value
             running = self._running.get(key)

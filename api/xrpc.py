@@ -192,12 +192,14 @@ def add_query(
     cache: str | None = None,
     *,
     shared: str | None = None,
+    same: Callable[[Params], Params] | None = None,
     dependencies: Sequence[Depends] = (),
     responses: dict[str, Any] | None = None,
 ) -> None:
     """Serve ``GET /xrpc/<nsid>`` with ``handler``; ``cache`` is the Cache-Control of a success;
     ``shared`` names the ``SharedAnswers`` of ``app.state`` (``FEED_ANSWERS``, ``SEARCH_ANSWERS``) for a
-    query every client asks in the same few forms (a feed's first pages, the totals, common searches);
+    query every client asks in the same few forms (a feed's first pages, the totals, common searches),
+    ``same`` maps its parameters to those of the answer they share (spellings of one search);
     ``dependencies`` run first (the admin token), ``responses`` add to the OpenAPI answers."""
     definition = _main(nsid)
 
@@ -215,7 +217,7 @@ def add_query(
 
         if shared is not None:
             answers: SharedAnswers[tuple[object, ...], tuple[bytes, str]] = getattr(request.app.state, shared)
-            body, etag = await answers.get((nsid, *_frozen(params)), answer)
+            body, etag = await answers.get((nsid, *_frozen(params if same is None else same(params))), answer)
         else:
             body, etag = await answer()
         headers = {"ETag": etag, "Cache-Control": cache or "no-cache"}

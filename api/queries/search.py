@@ -241,4 +241,10 @@ def register(router: APIRouter) -> None:
     # Searches repeat (a few words make most of the traffic) and each costs Postgres far more than any
     # other query: a page is shared for API_SEARCH_CACHE_SECONDS, computed once at a time, and one
     # asked again is recomputed before it expires (api/cache.py).
-    add_query(router, "fm.plyr.index.search", search, shared=SEARCH_ANSWERS)
+    add_query(router, "fm.plyr.index.search", search, shared=SEARCH_ANSWERS, same=_same_search)
+
+
+def _same_search(p: Params) -> Params:
+    # Spellings normalize_query makes one (NFKC, spaces, quotes) share a page. Not case: SQL folds
+    # case by its own rules (lower()), which Python's casefold does not always follow (ß).
+    return {**p, "q": normalize_query(p["q"])}

@@ -507,6 +507,11 @@ async def test_search_pages_are_shared_for_their_time(world: World, database_url
         try:
             again = await client.get(search, params={"q": "new", "type": "track", "limit": "50"})
             assert again.content == first.content and again.headers["etag"] == first.headers["etag"]
+            # Spellings of the same search share its page; another case is its own (SQL folds it).
+            spelt = await client.get(search, params={"q": " \u201cnew\u201d ", "type": "track"})
+            assert spelt.content == first.content
+            other = await client.get(search, params={"q": "NEW", "type": "track"})
+            assert uri in other.text
             # Kept no longer than its time: then the page is computed again, and has the track.
             await asyncio.sleep(1.1)
             later = await client.get(search, params={"q": "new", "type": "track"})

@@ -224,3 +224,33 @@ async def test_closing_cancels_the_background_computations(monkeypatch: pytest.M
     source.release.set()
     now[0] += 0.2  # expired: nothing left running, so the request computes
     assert await answers.get("k", source.answer) == "answer 3"
+
+
+async def settle() -> None:
+    """Let the tasks that can run, run (the loop's clock is the patched one: no timed sleep)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_background_computations_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    answers: SharedAnswers[str, str] = SharedAnswers(seconds=1, size=10, max_refreshing=2)
+    source = Source()
+    source.release.set()
+    keys = ["a", "b", "c", "d"]
+    for key in keys:
+        await answers.get(key, source.answer)
+    source.release.clear()
+    now[0] += 0.9
+    # All four are served as kept; only two are recomputed behind them.
+    assert [await answers.get(key, source.answer) for key in keys] == [f"answer {i}" for i in range(1, 5)]
+    await asyncio.sleep(0)
+    assert source.calls == 6
+    source.release.set()
+    await settle()  # the two finish (each answers with the count of calls when it ends)
+    # The two recomputed are new; the others, still late and with room now, are recomputed in turn.
+    assert [await answers.get(key, source.answer) for key in keys] == ["answer 6", "answer 6", "answer 3", "answer 4"]
+    await settle()
+    assert source.calls == 8
+    assert [await answers.get(key, source.answer) for key in ("c", "d")] == ["answer 7", "answer 8"]
