@@ -167,6 +167,9 @@ class SyncWorker:
         self._gates: dict[str, _PdsGate] = {}
         self._retries: dict[str, _Retry] = {}
         self._inflight: set[str] = set()
+        # While the table is being read: the repos whose attempt ended meanwhile. The read may predate
+        # their outcome, so this load must not queue them again; the next one sees what they left.
+        self._ended_while_loading: set[str] | None = None
         self._wake = asyncio.Event()
         self._reload = True
         self._finished = False
@@ -200,9 +203,16 @@ class SyncWorker:
                 if self._reload or now - loaded_at >= self._limits.poll_s or (self._finished and idle):
                     self._reload = self._finished = False
                     loaded_at = now
-                    pending = await self._store.pending()
+                    self._ended_while_loading = set()
+                    try:
+                        pending = await self._store.pending()
+                        ended = self._ended_while_loading
+                    finally:
+                        self._ended_while_loading = None
+                    if ended:
+                        self._reload = True  # what those left is read next time round
                     pending_dids = {s.did for s in pending}
-                    queue = {s.did: s for s in pending if s.did not in self._inflight}
+                    queue = {s.did: s for s in pending if s.did not in self._inflight and s.did not in ended}
                     self.stats.pending = len(pending)
                     self._metrics.repos_pending.set(len(pending))
                 waits: list[float] = []
@@ -243,6 +253,8 @@ class SyncWorker:
             self.stats.done += 1
         finally:
             self._inflight.discard(status.did)
+            if self._ended_while_loading is not None:
+                self._ended_while_loading.add(status.did)
             self.stats.failing = len(self._retries)
             self._finished = True
             self._wake.set()
