@@ -64,7 +64,7 @@ from api.stream import stream_metrics
 from api.xrpc import parse_params, query_lexicons
 from bench.api_load import CDN_ORIGIN, SCHEMA, Sizes, cached, database_url, load, upgrade
 from projector.ranking import WINDOWS, refresh_top_tracks
-from runtime.embedded_pg import IN_MEMORY, start_embedded
+from runtime.embedded_pg import IN_MEMORY, running_embedded
 from runtime.logging import configure
 
 ADMIN = os.environ.get("PLYR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -822,12 +822,9 @@ def main() -> int:
     if args.server == "local":
         plans = uvloop.run(main_async(args, ADMIN))
     else:
-        embedded = start_embedded(IN_MEMORY_DIR, IN_MEMORY_DIR.with_suffix(".log"), IN_MEMORY)
-        try:
+        with running_embedded(IN_MEMORY_DIR, IN_MEMORY_DIR.with_suffix(".log"), IN_MEMORY) as embedded:
             print(f"server: embedded PostgreSQL 18 with {', '.join(f'{k}={v}' for k, v in IN_MEMORY.items())}")
-            plans = uvloop.run(main_async(args, f"postgresql://postgres@127.0.0.1:{embedded.port}/postgres"))
-        finally:
-            embedded.stop()
+            plans = uvloop.run(main_async(args, embedded.admin_url))
     if plans is not None:
         with open(args.explain, "w") as out:
             out.write(plans)

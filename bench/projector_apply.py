@@ -46,7 +46,7 @@ from projector.prepare import LogMessage
 from projector.settings import ProjectorSettings
 from projector.store import Store
 from projector.validate import RecordValidator
-from runtime.embedded_pg import WRITE_HEAVY, start_embedded
+from runtime.embedded_pg import WRITE_HEAVY, running_embedded
 from runtime.gc_tuning import tune_for_batches
 from runtime.settings import PlatformSettings
 from schemas.codec import encode
@@ -342,13 +342,11 @@ def main() -> int:
         run(ADMIN)
         return 0
     scratch = Path(tempfile.mkdtemp(prefix="plyr-bench-pg-"))
-    embedded = start_embedded(scratch / "postgres", scratch / "postgres.log", WRITE_HEAVY)
     try:
-        print(f"server: embedded PostgreSQL 18 with {', '.join(f'{k}={v}' for k, v in WRITE_HEAVY.items())}")
-        run(f"postgresql://postgres@127.0.0.1:{embedded.port}/postgres")
+        with running_embedded(scratch / "postgres", scratch / "postgres.log", WRITE_HEAVY, keep=False) as embedded:
+            print(f"server: embedded PostgreSQL 18 with {', '.join(f'{k}={v}' for k, v in WRITE_HEAVY.items())}")
+            run(embedded.admin_url)
     finally:
-        embedded.stop()
-        shutil.rmtree(embedded.directory, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
 

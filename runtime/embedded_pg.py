@@ -15,7 +15,8 @@ import os
 import pwd
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,11 @@ class EmbeddedPostgres:
         """The DSN of the project's database on it."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/plyr_index"
 
+    @property
+    def admin_url(self) -> str:
+        """The DSN of its ``postgres`` database, to create others from."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
     def stop(self) -> None:
         """Fast shutdown (clients are disconnected, data is flushed)."""
         subprocess.run(
@@ -107,12 +113,28 @@ def start_embedded(requested: Path, log_path: Path, settings: Mapping[str, str] 
     options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1"
     options += "".join(f" -c {name}={value}" for name, value in (settings or {}).items())
     # pg_ctl writes the server log itself; the server user must own it, so it sits in its directory.
+    # The link to it is made first: nothing that can fail comes after the server is up.
     server_log = directory / "server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.unlink(missing_ok=True)
+    log_path.symlink_to(server_log)
     start = [str(_bin("pg_ctl")), "-D", str(data), "-l", str(server_log), "-o", options, "-w", "start"]
     done = subprocess.run(_as_server_user(start), capture_output=True, check=False)
     if done.returncode != 0:
         raise ServiceError(f"embedded PostgreSQL did not start: see {server_log}")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.unlink(missing_ok=True)
-    log_path.symlink_to(server_log)
     return EmbeddedPostgres(directory, port)
+
+
+@contextmanager
+def running_embedded(
+    requested: Path, log_path: Path, settings: Mapping[str, str] | None = None, *, keep: bool = True
+) -> Iterator[EmbeddedPostgres]:
+    """``start_embedded`` for the length of a block, stopped after it; ``keep`` False also removes
+    the cluster (a scratch server), True keeps it for the next start (a loaded database)."""
+    server = start_embedded(requested, log_path, settings)
+    try:
+        yield server
+    finally:
+        server.stop()
+        if not keep:
+            shutil.rmtree(server.directory, ignore_errors=True)

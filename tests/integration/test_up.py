@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from ingest.capture import write_frames
-from runtime.embedded_pg import IN_MEMORY, WRITE_HEAVY, data_directory, start_embedded
+from runtime.embedded_pg import IN_MEMORY, WRITE_HEAVY, data_directory, running_embedded
 from tests.conftest import PG_ADMIN
 from tests.fixtures.corpus import mixed_corpus
 from tests.services import free_port
@@ -124,16 +124,13 @@ async def test_embedded_postgres_starts_with_the_given_server_settings(tmp_path:
     # What bench.projector_apply --server write-heavy and bench.api_mix --server in-memory rely on:
     # each setting reaches the server (shared buffers kept small here), and pg_prewarm is there.
     settings = {**WRITE_HEAVY, **IN_MEMORY, "shared_buffers": "64MB", "work_mem": "7MB"}
-    server = start_embedded(tmp_path / "postgres", tmp_path / "postgres.log", settings)
-    try:
-        conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{server.port}/postgres")
+    with running_embedded(tmp_path / "postgres", tmp_path / "postgres.log", settings, keep=False) as server:
+        conn = await asyncpg.connect(server.admin_url)
         try:
             shown = {name: await conn.fetchval(f"SHOW {name}") for name in settings}
             await conn.execute("CREATE EXTENSION pg_prewarm")
             assert await conn.fetchval("SELECT pg_prewarm('pg_class')") > 0
         finally:
             await conn.close()
-        assert shown == settings
-    finally:
-        server.stop()
-        shutil.rmtree(server.directory, ignore_errors=True)
+    assert shown == settings
+    assert not server.directory.exists()  # a scratch server is removed with its block
