@@ -168,7 +168,8 @@ class SyncWorker:
         self._retries: dict[str, _Retry] = {}
         self._inflight: set[str] = set()
         # While the table is being read: the repos whose attempt ended meanwhile. The read may predate
-        # their outcome, so this load must not queue them again; the next one sees what they left.
+        # their outcome, so this load must not queue them again; the next one sees what they left (an
+        # ended attempt sets _finished, so that next load comes as soon as the queue is idle).
         self._ended_while_loading: set[str] | None = None
         self._wake = asyncio.Event()
         self._reload = True
@@ -209,8 +210,6 @@ class SyncWorker:
                         ended = self._ended_while_loading
                     finally:
                         self._ended_while_loading = None
-                    if ended:
-                        self._reload = True  # what those left is read next time round
                     pending_dids = {s.did for s in pending}
                     queue = {s.did: s for s in pending if s.did not in self._inflight and s.did not in ended}
                     self.stats.pending = len(pending)
