@@ -218,7 +218,7 @@ def _decode_node(cid: bytes, data: bytes) -> _Node:
 
     libipld decodes it (DAG-CBOR, but not held to the canonical form; the node schema fixes which
     fields are links, so links coming back as bytes is no ambiguity). Only what the walk relies on is
-    checked here (links are bytes or null, keys bytes); the canonical form is checked by
+    checked here (links are bytes or null, values bytes, keys bytes); the canonical form is checked by
     :meth:`_Node.check` when the node is rewritten (see the module docstring).
     """
     try:
@@ -243,11 +243,17 @@ def _decode_node(cid: bytes, data: bytes) -> _Node:
     except (KeyError, TypeError, IndexError, ValueError) as err:
         raise _malformed(cid, f"not an MST node: {err!r}") from err
     # Read back as plain objects: compiled, a read through the list's declared type would itself
-    # raise TypeError on a value of another type, before this test could name the fault.
+    # raise TypeError on a value of another type, before this test could name the fault. The walk
+    # reads values too (replace takes the old one before the node is checked), so they are tested here.
     read: Sequence[object] = links
     for sub in read:
         if sub is not None and type(sub) is not bytes:
             raise _malformed(cid, "a subtree link is not a link or null")
+    # (A name of its own: assigning to ``read`` would narrow it back to list[bytes].)
+    values: Sequence[object] = vals
+    for value in values:
+        if type(value) is not bytes:
+            raise _malformed(cid, "a value is not a link")
     return _Node(keys, vals, links, pres, cid, data)
 
 

@@ -278,6 +278,18 @@ def test_malformed_nodes() -> None:
     assert _reason(raw, op, {raw: good.blocks[good.root]}) is InversionFailure.MALFORMED_NODE
 
 
+def test_a_node_whose_value_is_not_a_link_is_refused_when_an_update_reads_it() -> None:
+    # An update's inversion reads the value it replaces before the node is checked. The compiled
+    # fuzz run once got a TypeError there instead of this refusal (a null value in a rewritten slice);
+    # values are now tested as the node is decoded, and this holds the refusal for each kind of value.
+    leaf, other = _value("leaf"), _value("other")
+    key = b"fm.plyr.track/3aaaaaaaaaaaa"
+    for value in (None, 7, "text"):
+        blocks: dict[CID, bytes] = {}
+        root = _store(blocks, dagcbor.encode({"l": None, "e": [{"p": 0, "k": key, "v": value, "t": None}]}))
+        assert _reason(root, [_update(key.decode(), other, leaf)], blocks) is InversionFailure.MALFORMED_NODE
+
+
 def test_value_equal_to_a_child_link_is_rewritten_not_spliced() -> None:
     # A node whose child changed keeps its bytes with the child's link swapped in place, unless that
     # link also appears as a value of the node: then it is written afresh, and the root still matches.
