@@ -90,7 +90,9 @@ def _source(kind: str, field: str, from_: str, key: str, extra: str = "") -> tup
     sorted_ = f"ORDER BY {n} USING ~<~, {key} LIMIT {_CANDIDATES}"
     return (
         f"({head.format(klass=0)} {n} = $1 ORDER BY {key} LIMIT {_CANDIDATES})",
-        f"({head.format(klass=1)} {n} ~>=~ $1 AND {n} ~<~ $3 AND {n} <> $1 {sorted_})",
+        # Strictly above $1: the walk starts past the exact matches instead of reading and dropping them
+        # (thousands for a common one-word title).
+        f"({head.format(klass=1)} {n} ~>~ $1 AND {n} ~<~ $3 {sorted_})",
         f"({head.format(klass=2)} {n} LIKE '%' || $2 || '%' AND NOT ({n} ~>=~ $1 AND {n} ~<~ $3) {sorted_})",
     )
 
@@ -135,6 +137,12 @@ _FUZZY_SOURCES = {
 }
 
 
+_NORMALIZE = (
+    "SELECT search_norm($1) FROM set_config('enable_seqscan', 'off', true) s,"
+    " set_config('plan_cache_mode', 'force_generic_plan', true) p"
+)
+
+
 async def _corrected(conn: Any, norm: str) -> list[str]:
     """The phrases to look up for ``norm``'s fuzzy class (api/spelling.py), best first."""
     asked = [w for w in dict.fromkeys(spelling.SEPARATORS.split(norm)[::2]) if len(w) >= spelling.KEYED_FROM]
@@ -177,9 +185,11 @@ async def search(request: Request, p: Params) -> dict[str, Any]:
         # Every class must come from its index: a LIMIT tempts the planner into a sequential scan that
         # computes similarity for a million titles when matches turn out rare. The substring class is
         # planned per query (whether to walk the ordered index or build the trigram bitmap depends on
-        # the text); the others keep their cached plans, whose shape never depends on it.
-        # (set in the same round trip as the query is normalized)
-        norm = await conn.fetchval("SELECT search_norm($1) FROM set_config('enable_seqscan', 'off', true)", q)
+        # the text); the others always run their cached generic plans, whose shape never depends on it.
+        # Left to choose, Postgres planned the prefix class anew for every search (its generic cost,
+        # with a range of unknown width, looks worse than any custom plan), 1-2 ms of planning each.
+        # (both set in the same round trip as the query is normalized)
+        norm = await conn.fetchval(_NORMALIZE, q)
         args = (norm, _like_escape(norm), _above_prefixes(norm))
         # Classes in rank order, each only if the page is not full yet (and none before the cursor's).
         for klass in range(first, classes):
@@ -208,7 +218,7 @@ async def search(request: Request, p: Params) -> dict[str, Any]:
                 *extra,
             )
             if klass == _SUBSTRING:
-                await conn.execute("SET LOCAL plan_cache_mode = auto")
+                await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
             if len(rows) >= want:
                 break
     shown, cursor = page(rows, p["limit"], "search", lambda r: (r["class"], r["sim"], r["kind"], r["key"]))
