@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -105,7 +106,9 @@ class RecordEvent(_Event):
             raise ValueError(f"a {self.action.value} needs both record and cid")
         return self
 
-    @property
+    # Cached: the projector asks for it several times per event (ledger, writes, change log), and the
+    # model is frozen, so it cannot go stale. pydantic leaves cached properties out of equality and dumps.
+    @cached_property
     def uri(self) -> str:
         """The record's AT-URI."""
         return f"at://{self.did}/{self.collection}/{self.rkey}"
