@@ -37,6 +37,7 @@ from multiprocessing.synchronize import Barrier as BarrierType
 from pathlib import Path
 
 import asyncpg
+import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ingest.producer import ensure_topic
@@ -200,7 +201,7 @@ def _group_member(
                 ready=lambda: _arrive(barrier),
             )
 
-    asyncio.run(run())
+    uvloop.run(run())
 
 
 async def group_rate(bootstrap: str, dsn: str, topic: str, sizes: dict[int, int], processes: int, lanes: int) -> float:
@@ -332,7 +333,7 @@ def main() -> int:
     tune_for_batches()
 
     def run(server: str) -> None:
-        asyncio.run(
+        uvloop.run(
             main_async(
                 server, args.events, args.naive_events, args.partitions, args.lanes, args.one_lane, args.processes
             )

@@ -2,6 +2,10 @@
 
 SIGINT and SIGTERM cancel the main task; resources are async context managers, so cancellation runs
 their ``__aexit__`` (flush the producer, store the cursor) before the process exits.
+
+Every worker runs on uvloop, as the API does under uvicorn: the projector's loop is mostly socket
+writes of batch statements and callbacks, and on uvloop one projector process spent 17% less CPU per
+event and applied 21% more events per second (bench/projector_apply.py's log, 200,000 events).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import asyncio
 import signal
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+import uvloop
 
 T = TypeVar("T")
 
@@ -30,4 +36,4 @@ def run_until_signalled(main: Coroutine[Any, Any, T]) -> T | None:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
-    return asyncio.run(runner())
+    return uvloop.run(runner())
