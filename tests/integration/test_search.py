@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from api.queries.search import _SOURCES, _above_prefixes, _like_escape
+from api.queries.search import _BY_WORDS, _SOURCES, _above_prefixes, _like_escape, _words_pattern
 from api.search_words import rebuild
 from schemas.envelope import Event
 from tests.fixtures import events as ev
@@ -121,6 +121,33 @@ async def test_substring_rows_do_not_depend_on_the_plan(world: World) -> None:
             assert ("Bitmap" in plan) == (name == "bitmap"), plan
             rows[name] = [r["key"] for r in await conn.fetch(sql, norm, _like_escape(norm), _above_prefixes(norm))]
     assert len(rows["walk"]) == 200 and rows["walk"] == rows["bitmap"]
+
+
+async def test_a_query_of_several_words_reads_the_same_substring_rows_through_its_words(world: World) -> None:
+    # "echo 0" is in a hundred "Blue Echo 0nn" titles; its words' pattern also takes in every "Echo
+    # Park 0nn", which the query's own check must drop.
+    one_word_form, by_words = _SOURCES["track"][2], _SOURCES["track"][_BY_WORDS]
+    for norm in ("echo 0", "echo 20", "park 01", "blue echo 1"):
+        words = _words_pattern(norm)
+        assert words is not None
+        args = (norm, _like_escape(norm), _above_prefixes(norm))
+        async with world.pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SET LOCAL search_path = {SCHEMA}, public; SET LOCAL enable_seqscan = off")
+            expected = [r["key"] for r in await conn.fetch(f"SELECT key FROM {one_word_form} s", *args)]
+            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            await conn.execute(f"PREPARE by_words (text, text, text, text) AS SELECT key FROM {by_words} s")
+            # The plan the API runs (generic: it never depends on the text) builds the trigram bitmap,
+            # however common the words (the corpus is mostly "echo").
+            values = ", ".join([await conn.fetchval("SELECT quote_literal($1)", v) for v in (*args, words)])
+            plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE by_words ({values})"))
+            assert "Bitmap Index Scan on tracks_search" in plan, plan
+            got = [r["key"] for r in await conn.fetch(f"EXECUTE by_words ({values})")]
+            await conn.execute("DEALLOCATE by_words")
+        assert got == expected, norm
+        assert expected or norm == "blue echo 1"  # a prefix of its matches: none in the substring class
+    results = (await xrpc(world, "search", q="echo 0", type="track", limit=100))["results"]
+    classes = by_match(results)
+    assert len(classes["substring"]) == 100 and all(t.startswith("Blue Echo 0") for t in classes["substring"])
 
 
 async def test_fuzzy_matches_reordered_and_respelt_words(world: World) -> None:
