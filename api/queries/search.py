@@ -91,16 +91,20 @@ def _source(kind: str, field: str, from_: str, key: str, extra: str = "") -> tup
     # "USING ~<~" is the byte order of the text_pattern_ops index, which a plain ORDER BY cannot use.
     n = f"search_norm({field})"
     head = f"SELECT '{kind}'::text AS kind, {key} AS key, {{klass}} AS class,"
-    head += f" public.similarity({n}, $1)::float8 AS sim FROM {from_} WHERE {field} IS NOT NULL {extra} AND"
+    head += f" {{sim}}::float8 AS sim FROM {from_} WHERE {field} IS NOT NULL {extra} AND"
     sorted_ = f"ORDER BY {n} USING ~<~, {key} LIMIT {_CANDIDATES}"
+    similarity = f"public.similarity({n}, $1)"
     return (
-        f"({head.format(klass=0)} {n} = $1 ORDER BY {key} LIMIT {_CANDIDATES})",
+        # An exact match's text is the query's: its similarity is 1 (as similarity() gives for any text
+        # with a trigram), so it is not computed for each of a common title's matches.
+        f"({head.format(klass=0, sim=1)} {n} = $1 ORDER BY {key} LIMIT {_CANDIDATES})",
         # Strictly above $1: the walk starts past the exact matches instead of reading and dropping them
         # (thousands for a common one-word title).
-        f"({head.format(klass=1)} {n} ~>~ $1 AND {n} ~<~ $3 {sorted_})",
-        f"({head.format(klass=2)} {n} LIKE '%' || $2 || '%' AND NOT ({n} ~>=~ $1 AND {n} ~<~ $3) {sorted_})",
+        f"({head.format(klass=1, sim=similarity)} {n} ~>~ $1 AND {n} ~<~ $3 {sorted_})",
+        f"({head.format(klass=2, sim=similarity)} {n} LIKE '%' || $2 || '%' AND NOT ({n} ~>=~ $1 AND {n} ~<~ $3)"
+        f" {sorted_})",
         # The substring class of a query of several words ($4 = _words_pattern): see _words_pattern.
-        f"({head.format(klass=2)} {n} LIKE $4 AND ({n} || '') LIKE '%' || $2 || '%'"
+        f"({head.format(klass=2, sim=similarity)} {n} LIKE $4 AND ({n} || '') LIKE '%' || $2 || '%'"
         f" AND NOT ({n} ~>=~ $1 AND {n} ~<~ $3) {sorted_})",
     )
 
