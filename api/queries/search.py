@@ -15,8 +15,8 @@ with the first titles it begins, from the ordered index, keeping those similar e
 typed. A title similar to the query is made of its words or their near spellings, so little is lost:
 titles holding only part of the query among other words, or words two typos away.
 
-Classes are read one statement at a time and only as far as the page needs: a common word fills a
-page with exact or prefix matches from an ordered btree walk and never builds the trigram bitmap. The
+Classes are read in rank order and only as far as the page needs (exact and prefix matches in one
+statement, then each other class in its own): a common word fills a page with exact or prefix matches from an ordered btree walk and never builds the trigram bitmap. The
 substring class of a one-word query is the one statement whose plan Postgres picks per query (a
 custom plan, never a cached generic one): a walk of the ordered index that stops at the limit for text
 many titles contain, the trigram bitmap for rare text. Both give the same rows, since the order is the
@@ -220,9 +220,10 @@ async def search(request: Request, p: Params) -> dict[str, Any]:
     rows: list[Any] = []
     async with c.pool.acquire() as conn, conn.transaction(readonly=True):
         # Every class must come from its index: a LIMIT tempts the planner into a sequential scan that
-        # computes similarity for a million titles when matches turn out rare. The substring class is
-        # planned per query (whether to walk the ordered index or build the trigram bitmap depends on
-        # the text); the others always run their cached generic plans, whose shape never depends on it.
+        # computes similarity for a million titles when matches turn out rare. The substring class of a
+        # one-word query is planned per query (whether to walk the ordered index or build the trigram
+        # bitmap depends on the text); the others always run their cached generic plans, whose shape
+        # never depends on it.
         # Left to choose, Postgres planned the prefix class anew for every search (its generic cost,
         # with a range of unknown width, looks worse than any custom plan), 1-2 ms of planning each.
         # (both set in the same round trip as the query is normalized)
