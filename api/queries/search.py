@@ -15,8 +15,8 @@ with the first titles it begins, from the ordered index, keeping those similar e
 typed. A title similar to the query is made of its words or their near spellings, so little is lost:
 titles holding only part of the query among other words, or words two typos away.
 
-Classes are read in rank order and only as far as the page needs (exact and prefix matches in one
-statement, then each other class in its own): a common word fills a page with exact or prefix matches from an ordered btree walk and never builds the trigram bitmap. The
+Classes are read one statement at a time and only as far as the page needs: a common word fills a
+page with exact or prefix matches from an ordered btree walk and never builds the trigram bitmap. The
 substring class of a one-word query is the one statement whose plan Postgres picks per query (a
 custom plan, never a cached generic one): a walk of the ordered index that stops at the limit for text
 many titles contain, the trigram bitmap for rare text. Both give the same rows, since the order is the
@@ -231,36 +231,32 @@ async def search(request: Request, p: Params) -> dict[str, Any]:
         args = (norm, _like_escape(norm), _above_prefixes(norm))
         words = _words_pattern(norm)
         # Classes in rank order, each only if the page is not full yet (and none before the cursor's).
-        # Exact and prefix matches are read in one statement: both are short index walks, and a search
-        # asked for the first time seldom has a page of exact matches, so a round trip is saved where
-        # the prefix class would have been read anyway.
-        steps = [[0, 1] if first == 0 else [first], *([k] for k in range(max(first + 1, 2), classes))]
-        for step in [s for s in steps if s[0] < classes]:
+        for klass in range(first, classes):
             params: tuple[Any, ...] = args
             # Every parameter is named, so each is typed whichever class this statement reads.
             cond = "WHERE $2::text IS NOT NULL AND $3::text IS NOT NULL"
-            if step == [_FUZZY_CLASS]:
+            if klass == _FUZZY_CLASS:
                 phrases = await _corrected(conn, norm)
                 if not phrases:
                     break
                 union = " UNION ALL ".join(_FUZZY_SOURCES[k] for k in kinds)
                 params, cond = (norm, args[1], phrases, [_above_prefixes(x) for x in phrases]), "WHERE true"
-            elif step == [_SUBSTRING] and words is not None:
+            elif klass == _SUBSTRING and words is not None:
                 union = " UNION ALL ".join(_SOURCES[k][_BY_WORDS] for k in kinds)
                 params = (*args, words)
             else:
-                union = " UNION ALL ".join(_SOURCES[k][klass] for klass in step for k in kinds)
+                union = " UNION ALL ".join(_SOURCES[k][klass] for k in kinds)
             # The one statement whose best plan depends on the text: the substring class of one word.
-            custom = step == [_SUBSTRING] and words is None
+            custom = klass == _SUBSTRING and words is None
             extra: tuple[Any, ...] = ()
-            if resume is not None and step[0] == first:
+            if resume is not None and klass == first:
                 n = len(params) + 2
-                cond += f" AND (class, -sim, kind, key) > ({first}, ${n}, ${n + 1}, ${n + 2})"
+                cond += f" AND (-sim, kind, key) > (${n}, ${n + 1}, ${n + 2})"
                 extra = resume
             if custom:
                 await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             rows += await conn.fetch(
-                f"SELECT * FROM ({union}) s {cond} ORDER BY class, sim DESC, kind, key LIMIT ${len(params) + 1}",
+                f"SELECT * FROM ({union}) s {cond} ORDER BY sim DESC, kind, key LIMIT ${len(params) + 1}",
                 *params,
                 want - len(rows),
                 *extra,
