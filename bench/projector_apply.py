@@ -1,7 +1,7 @@
 """Projector benchmark: apply a log of mixed events from the broker into Postgres.
 
     python -m bench.projector_apply [--events N] [--naive-events M] [--partitions P] [--lanes L] [--one-lane]
-                                    [--processes K] [--server local|write-heavy]
+                                    [--processes K] [--server local|write-heavy] [--statements]
 
 Builds a log of N mixed events (track creates/updates/deletes, likes, comments, lists, profiles,
 account changes) on a fresh topic of a tansu broker started here, then, side by side in the same run:
@@ -15,6 +15,8 @@ account changes) on a fresh topic of a tansu broker started here, then, side by 
   since at its rate the whole log would take too long), once with plyr-index's asynchronous commit and
   once with Postgres' default durable commit (what a straightforward projector runs with);
 - replay: ``plyr-index replay``'s path (``projector.app.rebuild``) over the same log, with the swap.
+With ``--statements`` (and ``--server write-heavy``) the server loads pg_stat_statements, and the
+one-process run is followed by the server's time per event, in total and for the costliest statements.
 Prints events/s for each and the ratio. Uses the Postgres at PLYR_BENCH_PG (default the local server),
 in a database ``plyr_bench`` it recreates; ``--server write-heavy`` instead starts an embedded
 PostgreSQL with ``runtime.embedded_pg.WRITE_HEAVY`` (shared buffers and checkpoint spacing for a write
@@ -243,8 +245,29 @@ async def differences(pool: asyncpg.Pool, a: str, b: str) -> dict[str, int]:
     return out
 
 
+async def top_statements(pool: asyncpg.Pool, events: int, limit: int = 15) -> None:
+    """Print the server's time per event in total and for the statements that took the most
+    (pg_stat_statements, since its last reset)."""
+    total = await pool.fetchval("SELECT sum(total_exec_time) FROM pg_stat_statements")
+    print(f"server statement time: {total / events * 1e3:.1f} µs per event; the most:")
+    for r in await pool.fetch(
+        "SELECT total_exec_time AS ms, calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS sql"
+        " FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $1",
+        limit,
+    ):
+        print(f"  {r['ms'] / events * 1e3:6.1f} µs/event {r['calls']:7,} calls  {r['sql']}")
+
+
 async def main_async(
-    server: str, n: int, naive_n: int, partitions: int, lanes: int, one_lane: bool, processes: int = 1
+    server: str,
+    n: int,
+    naive_n: int,
+    partitions: int,
+    lanes: int,
+    one_lane: bool,
+    processes: int = 1,
+    *,
+    statements: bool = False,
 ) -> None:
     admin = await asyncpg.connect(server)
     await admin.execute("DROP DATABASE IF EXISTS plyr_bench WITH (FORCE)")
@@ -260,14 +283,13 @@ async def main_async(
         naive_sizes = await produce(broker.bootstrap, "bench.naive", naive_events, partitions)
         print(f"log: {n:,} events ({partitions} partitions) built and produced in {time.perf_counter() - t:.0f} s")
         async with asyncpg.create_pool(dsn, min_size=1, max_size=lanes + 2) as pool:
-            ours = await consume_into(
-                await open_store(pool, "bench_ours", "bench.full"),
-                broker.bootstrap,
-                "bench.full",
-                full,
-                batch=5000,
-                lanes=lanes,
-            )
+            ours_store = await open_store(pool, "bench_ours", "bench.full")
+            if statements:
+                await pool.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                await pool.execute("SELECT pg_stat_statements_reset()")
+            ours = await consume_into(ours_store, broker.bootstrap, "bench.full", full, batch=5000, lanes=lanes)
+            if statements:
+                await top_statements(pool, n)
             single = None
             if one_lane:
                 single_store = await open_store(pool, "bench_one_lane", "bench.full")
@@ -328,14 +350,28 @@ def main() -> int:
         default="local",
         help="the Postgres at PLYR_BENCH_PG, or an embedded one tuned for writes (runtime.embedded_pg.WRITE_HEAVY)",
     )
+    p.add_argument(
+        "--statements",
+        action="store_true",
+        help="with --server write-heavy: print the server's time per event by statement for the one-process run",
+    )
     args = p.parse_args()
+    if args.statements and args.server != "write-heavy":
+        p.error("--statements needs --server write-heavy (pg_stat_statements is loaded at the server's start)")
     # As the projector and replay processes do at start (plyr-index project / replay).
     tune_for_batches()
 
     def run(server: str) -> None:
         uvloop.run(
             main_async(
-                server, args.events, args.naive_events, args.partitions, args.lanes, args.one_lane, args.processes
+                server,
+                args.events,
+                args.naive_events,
+                args.partitions,
+                args.lanes,
+                args.one_lane,
+                args.processes,
+                statements=args.statements,
             )
         )
 
@@ -344,8 +380,9 @@ def main() -> int:
         return 0
     scratch = Path(tempfile.mkdtemp(prefix="plyr-bench-pg-"))
     try:
-        with running_embedded(scratch / "postgres", scratch / "postgres.log", WRITE_HEAVY, keep=False) as embedded:
-            print(f"server: embedded PostgreSQL 18 with {', '.join(f'{k}={v}' for k, v in WRITE_HEAVY.items())}")
+        settings = {**WRITE_HEAVY, "shared_preload_libraries": "pg_stat_statements"} if args.statements else WRITE_HEAVY
+        with running_embedded(scratch / "postgres", scratch / "postgres.log", settings, keep=False) as embedded:
+            print(f"server: embedded PostgreSQL 18 with {', '.join(f'{k}={v}' for k, v in settings.items())}")
             run(embedded.admin_url)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
