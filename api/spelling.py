@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 # the separators at the odd places.
 SEPARATORS = re.compile(r"([\s.,;:!?()/_-]+)")
 # pg_trgm's words: runs of letters and digits.
-_TRIGRAM_WORDS = re.compile(r"[^\W_]+")
+TRIGRAM_WORDS = re.compile(r"[^\W_]+")
 _NUMBERED = re.compile(r"([^\W\d_]+)\d+")
 # Words shorter than this have no close spellings worth trying (every two-letter key is common).
 KEYED_FROM = 3
@@ -45,7 +45,7 @@ def trigrams(text: str) -> frozenset[str]:
     """pg_trgm's trigrams of ``text`` (already lower case): each word padded with two spaces in front
     and one behind."""
     out: set[str] = set()
-    for word in _TRIGRAM_WORDS.findall(text):
+    for word in TRIGRAM_WORDS.findall(text):
         padded = f"  {word} "
         out.update(padded[i : i + 3] for i in range(len(padded) - 2))
     return frozenset(out)

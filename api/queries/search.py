@@ -26,7 +26,6 @@ always as a bitmap (``_words_pattern``); every other statement runs its cached g
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from typing import Any
 
@@ -44,8 +43,6 @@ _SUBSTRING = _MATCH.index("substring")
 _FUZZY_CLASS = _MATCH.index("fuzzy")
 # Straight and typographic quotes (left/right single and double).
 _QUOTES = "\"'\u2018\u2019\u201c\u201d"
-# What separates words for pg_trgm: anything but letters and digits.
-_NON_WORD = re.compile(r"[\W_]+")
 
 
 def normalize_query(q: str) -> str:
@@ -94,6 +91,7 @@ def _source(kind: str, field: str, from_: str, key: str, extra: str = "") -> tup
     head += f" {{sim}}::float8 AS sim FROM {from_} WHERE {field} IS NOT NULL {extra} AND"
     sorted_ = f"ORDER BY {n} USING ~<~, {key} LIMIT {_CANDIDATES}"
     similarity = f"public.similarity({n}, $1)"
+    not_prefix = f"NOT ({n} ~>=~ $1 AND {n} ~<~ $3)"
     return (
         # An exact match's text is the query's: its similarity is 1 (as similarity() gives for any text
         # with a trigram), so it is not computed for each of a common title's matches.
@@ -101,11 +99,10 @@ def _source(kind: str, field: str, from_: str, key: str, extra: str = "") -> tup
         # Strictly above $1: the walk starts past the exact matches instead of reading and dropping them
         # (thousands for a common one-word title).
         f"({head.format(klass=1, sim=similarity)} {n} ~>~ $1 AND {n} ~<~ $3 {sorted_})",
-        f"({head.format(klass=2, sim=similarity)} {n} LIKE '%' || $2 || '%' AND NOT ({n} ~>=~ $1 AND {n} ~<~ $3)"
-        f" {sorted_})",
+        f"({head.format(klass=2, sim=similarity)} {n} LIKE '%' || $2 || '%' AND {not_prefix} {sorted_})",
         # The substring class of a query of several words ($4 = _words_pattern): see _words_pattern.
         f"({head.format(klass=2, sim=similarity)} {n} LIKE $4 AND ({n} || '') LIKE '%' || $2 || '%'"
-        f" AND NOT ({n} ~>=~ $1 AND {n} ~<~ $3) {sorted_})",
+        f" AND {not_prefix} {sorted_})",
     )
 
 
@@ -146,7 +143,7 @@ def _words_pattern(norm: str) -> str | None:
     (107 ms against 22 for the bitmap). The statement's plan therefore never depends on the text, and
     it runs the cached generic plan.
     """
-    words = [w for w in _NON_WORD.split(norm) if w]
+    words = spelling.TRIGRAM_WORDS.findall(norm)
     if len(words) < 2 or max(len(w) for w in words) < _TRIGRAM_MIN:
         return None
     return "%" + "%".join(_like_escape(w) for w in words) + "%"
